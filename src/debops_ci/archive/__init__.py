@@ -1,0 +1,1 @@
+"""The APT archive: layout, indexes, Release files, and the publish transaction."""

@@ -1,0 +1,275 @@
+"""The suite lock: a lease in `dists/<suite>/.debrepos3.lock`, taken with a create-only write.
+
+The lock only keeps publishers from wasting work on each other; correctness comes from
+the conditional write of InRelease. The lease is renewed while the holder works, so a
+dead holder blocks others for one lease at most; a holder on this same machine whose
+process is gone is taken over at once. The original tool's `.debrepos3.nolock` twin
+is kept absent while we hold the lock and restored after, so old and new writers
+exclude each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from debops_ci.archive import layout
+from debops_ci.errors import LockTimeoutError
+from debops_ci.storage import NotFound, PreconditionFailed, Store
+
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_TIMEOUT_SECONDS = 900.0
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """What a lock file says about who holds it."""
+
+    owner: str
+    host: str
+    boot_id: str
+    pid: int
+    run: str
+    acquired: float
+    expires: float
+    token: str
+    etag: str
+
+    @property
+    def description(self) -> str:
+        since = datetime.fromtimestamp(self.acquired, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        who = f"{self.owner} on {self.host} (pid {self.pid})" if self.pid else self.owner
+        run = f", CI run {self.run}" if self.run else ""
+        return f"{who}{run} since {since}"
+
+    def is_provably_gone(self) -> bool:
+        """Same machine (same boot), and its process no longer exists."""
+        if not self.pid or not self.boot_id:
+            return False
+        if self.host != socket.gethostname() or self.boot_id != _boot_id():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+def describe_ci_run(env: Mapping[str, str]) -> str:
+    if env.get("GITHUB_RUN_ID"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
+    for name in ("CI_JOB_URL", "CIRCLE_BUILD_URL", "BUILD_URL"):
+        if env.get(name):
+            return env[name]
+    return ""
+
+
+def parse_holder(data: bytes, etag: str, last_modified: float, lease: float) -> LockHolder:
+    """Our JSON body, or the original tool's empty lock (its age then stands for the lease)."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+        if not isinstance(body, dict):
+            raise ValueError
+        return LockHolder(
+            owner=str(body.get("owner", "unknown")),
+            host=str(body.get("host", "")),
+            boot_id=str(body.get("boot_id", "")),
+            pid=int(body.get("pid", 0)),
+            run=str(body.get("run", "")),
+            acquired=float(body.get("acquired", last_modified)),
+            expires=float(body.get("expires", last_modified + lease)),
+            token=str(body.get("token", "")),
+            etag=etag,
+        )
+    except (ValueError, UnicodeDecodeError, TypeError):
+        return LockHolder(
+            owner="the original debops-ci tool",
+            host="",
+            boot_id="",
+            pid=0,
+            run="",
+            acquired=last_modified,
+            expires=last_modified + lease,
+            token="",
+            etag=etag,
+        )
+
+
+class SuiteLock:
+    def __init__(
+        self,
+        store: Store,
+        suite: str,
+        *,
+        env: Mapping[str, str],
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        log: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
+        self.store = store
+        self.suite = suite
+        self.key = layout.lock_key(suite)
+        self.lease = lease_seconds
+        self.timeout = timeout_seconds
+        self.log = log
+        self.token = uuid.uuid4().hex
+        self.run = describe_ci_run(env)
+        self._etag: str | None = None
+        self._acquired = 0.0
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._lost = False
+        self._guard = threading.Lock()
+
+    # -- the body we write ------------------------------------------------------
+
+    def _body(self) -> bytes:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        body = {
+            "tool": "debops-ci",
+            "owner": f"{user}@{socket.gethostname()}",
+            "host": socket.gethostname(),
+            "boot_id": _boot_id(),
+            "pid": os.getpid(),
+            "run": self.run,
+            "acquired": self._acquired,
+            "expires": time.time() + self.lease,
+            "token": self.token,
+        }
+        return json.dumps(body, sort_keys=True).encode() + b"\n"
+
+    def read_holder(self) -> LockHolder | None:
+        info = self.store.head(self.key)
+        if info is None:
+            return None
+        try:
+            blob = self.store.get(self.key)
+        except NotFound:
+            return None
+        return parse_holder(blob.data, blob.etag, info.last_modified, self.lease)
+
+    # -- acquire / renew / release ---------------------------------------------
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.1
+        last_said = ""
+        while True:
+            self._acquired = time.time()
+            try:
+                self._etag = self.store.put(self.key, self._body(), create_only=True)
+                break
+            except PreconditionFailed:
+                pass
+            holder = self.read_holder()
+            if holder is None:
+                continue  # released between our two requests: try again at once
+            if holder.token == self.token:
+                # Our own create succeeded but its answer was lost; the retry saw it.
+                self._etag = holder.etag
+                break
+            expired = holder.expires < time.time()
+            if holder.is_provably_gone() or expired:
+                reason = "its process is gone" if not expired else "its lease expired"
+                try:
+                    self._etag = self.store.put(self.key, self._body(), if_match=holder.etag)
+                    self.log(f"took over the lock of {holder.description}: {reason}")
+                    break
+                except PreconditionFailed:
+                    continue  # someone else took it over first
+            if time.monotonic() > deadline:
+                raise LockTimeoutError(
+                    f"dists/{self.suite} is locked by {holder.description}; gave up after "
+                    f"{self.timeout:.0f} s. If that job is gone, run "
+                    f"`debops-ci unlock --distro {self.suite}`"
+                )
+            said = f"waiting for the lock on dists/{self.suite}, held by {holder.description}"
+            if said != last_said:
+                self.log(said)
+                last_said = said
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 3.0)
+        # Hide the original tool's "unlocked" marker while we hold the lock.
+        self.store.delete(layout.nolock_key(self.suite))
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            with self._guard:
+                if self._etag is None:
+                    return
+                try:
+                    self._etag = self.store.put(self.key, self._body(), if_match=self._etag)
+                except PreconditionFailed:
+                    self._lost = True
+                    self.log(
+                        f"lost the lock on dists/{self.suite} (taken over by another "
+                        "publisher); the final conditional commit still protects the archive"
+                    )
+                    return
+                except Exception:  # a transient failure: the next renewal retries
+                    continue
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=30)
+        with self._guard:
+            if self._etag is None:
+                return
+            self._etag = None
+        holder = self.read_holder()
+        if holder is not None and holder.token == self.token:
+            self.store.delete(self.key)
+        if self.store.head(self.key) is None:
+            # Restore the original tool's "unlocked" marker only when nobody holds the lock.
+            self.store.put(layout.nolock_key(self.suite), b"")
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[SuiteLock]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+
+def break_lock(store: Store, suite: str, lease: float = DEFAULT_LEASE_SECONDS) -> LockHolder | None:
+    """`debops-ci unlock`: remove whoever holds the lock; return who that was."""
+    lock = SuiteLock(store, suite, env={}, lease_seconds=lease)
+    holder = lock.read_holder()
+    if holder is None:
+        return None
+    store.delete(layout.lock_key(suite))
+    store.put(layout.nolock_key(suite), b"")
+    return holder

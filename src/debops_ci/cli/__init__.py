@@ -1,0 +1,1 @@
+"""Command-line tools: thin shells over the library."""

@@ -1,0 +1,264 @@
+"""Commands that read or change the archive: upload, list, remove, verify, unlock, serve, keygen."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import os
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from debops_ci.archive.lock import break_lock
+from debops_ci.archive.publish import publish
+from debops_ci.archive.release import parse_date
+from debops_ci.archive.remove import remove
+from debops_ci.archive.verify import verify
+from debops_ci.cli.common import command_context, open_archive, shared_options, sources_line
+from debops_ci.errors import ArchiveIntegrityError, SigningError, UsageError
+from debops_ci.signing import _gpg, generate_key, private_gnupg_home
+from debops_ci.storage import LocalStore
+
+
+@click.command("upload")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@shared_options
+@click.pass_context
+def upload_command(ctx: click.Context, /, files: tuple[Path, ...], **kwargs: Any) -> None:
+    """Publish .deb files into the archive, all in one transaction."""
+    cctx = command_context(ctx, kwargs)
+    if not files:
+        raise UsageError("name at least one .deb file: debops-ci upload FILE.deb...")
+    settings = cctx.settings()
+    with open_archive(cctx, signing=True) as archive:
+        result = publish(archive, settings, list(files))
+        for pkg in result.added:
+            click.echo(f"published {pkg.package} {pkg.version} {pkg.architecture}")
+        for pkg in result.already_present:
+            click.echo(
+                f"already published with identical bytes: {pkg.package} {pkg.version} "
+                f"{pkg.architecture}"
+            )
+        if not result.added:
+            click.echo(f"nothing to do: suite {settings.suite} already has every package")
+        else:
+            click.echo(
+                f"suite {settings.suite}/{settings.component} updated "
+                f"({len(result.added)} added, {result.attempts} attempt(s)) in "
+                f"{archive.store.describe()}"
+            )
+        click.echo(sources_line(archive, settings.suite, [settings.component]))
+
+
+@click.command("list")
+@click.argument("package", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--all-suites", is_flag=True, help="List every suite of the archive.")
+@shared_options
+@click.pass_context
+def list_command(
+    ctx: click.Context, package: str | None, as_json: bool, all_suites: bool, **kwargs: Any
+) -> None:
+    """List the packages of a suite (or every suite)."""
+    cctx = command_context(ctx, kwargs)
+    settings = cctx.settings()
+    rows: list[dict[str, str]] = []
+    with open_archive(cctx, signing=False) as archive:
+        archive.require_existing()
+        suites = archive.suites() if all_suites else [settings.suite]
+        for suite in suites:
+            state = archive.read(suite)
+            if not state.exists and not all_suites:
+                raise UsageError(f"suite {suite!r} does not exist in {archive.store.describe()}")
+            for component, entry in state.all_entries():
+                if package and entry.package != package:
+                    continue
+                rows.append(
+                    {
+                        "suite": suite,
+                        "component": component,
+                        "package": entry.package,
+                        "version": entry.version,
+                        "architecture": entry.architecture,
+                        "filename": entry.filename,
+                        "size": str(entry.size),
+                        "sha256": entry.sha256,
+                    }
+                )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no packages")
+        return
+    columns = ["suite", "component", "package", "version", "architecture"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+@click.command("remove")
+@click.argument("specs", nargs=-1)
+@shared_options
+@click.pass_context
+def remove_command(ctx: click.Context, /, specs: tuple[str, ...], **kwargs: Any) -> None:
+    """Remove PKG[=VERSION]... from a suite (pool files stay; --arch limits it)."""
+    cctx = command_context(ctx, kwargs)
+    settings = cctx.settings()
+    arch_filter = cctx.flags.get("arch")
+    with open_archive(cctx, signing=True) as archive:
+        result = remove(archive, settings, list(specs), arch_filter)
+    for component, entry in result.removed:
+        click.echo(
+            f"removed {entry.package} {entry.version} {entry.architecture} "
+            f"from {settings.suite}/{component}"
+        )
+
+
+@click.command("verify")
+@click.option("--not-older-than", help="Fail if a suite's Date is older (rollback check).")
+@click.option("--no-files", is_flag=True, help="Skip hashing every .deb (indexes only).")
+@click.option(
+    "--all-suites", is_flag=True, help="Verify every suite (default when --distro is not given)."
+)
+@shared_options
+@click.pass_context
+def verify_command(
+    ctx: click.Context,
+    /,
+    not_older_than: str | None,
+    no_files: bool,
+    all_suites: bool,
+    **kwargs: Any,
+) -> None:
+    """Check signatures, every index and every file against their hashes."""
+    cctx = command_context(ctx, kwargs)
+    floor: datetime | None = None
+    if not_older_than:
+        floor = parse_date(not_older_than)
+        if floor is None:
+            try:
+                floor = datetime.fromisoformat(not_older_than)
+            except ValueError:
+                raise UsageError(
+                    f"--not-older-than {not_older_than!r}: use an RFC 2822 or ISO 8601 date"
+                ) from None
+    explicit_suite = cctx.resolver.get("distro") if cctx.flags.get("distro") else None
+    with open_archive(cctx, signing=False) as archive:
+        archive.require_existing()
+        suites = None if all_suites or not explicit_suite else [str(explicit_suite)]
+        report = verify(archive, suites, not_older_than=floor, check_files=not no_files)
+    for line in report.warnings:
+        click.echo(f"warning: {line}")
+    for line in report.errors:
+        click.echo(f"error: {line}")
+    status = "OK" if report.ok else "FAILED"
+    click.echo(
+        f"{status}: {len(report.suites)} suite(s), {report.packages} package(s), "
+        f"{report.files_checked} file(s) checked, {len(report.errors)} error(s), "
+        f"{len(report.warnings)} warning(s)"
+    )
+    if not report.ok:
+        raise ArchiveIntegrityError(f"the archive does not verify ({len(report.errors)} errors)")
+
+
+@click.command("unlock")
+@shared_options
+@click.pass_context
+def unlock_command(ctx: click.Context, /, **kwargs: Any) -> None:
+    """Break a suite's lock by hand, after saying whose it was."""
+    cctx = command_context(ctx, kwargs)
+    suite = cctx.settings().suite
+    with open_archive(cctx, signing=False) as archive:
+        holder = break_lock(archive.store, suite)
+    if holder is None:
+        click.echo(f"dists/{suite} is not locked")
+    else:
+        click.echo(f"broke the lock on dists/{suite} held by {holder.description}")
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@click.command("serve")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--bind", default="127.0.0.1", show_default=True)
+@shared_options
+@click.pass_context
+def serve_command(ctx: click.Context, /, port: int, bind: str, **kwargs: Any) -> None:
+    """Serve a local-directory archive over HTTP for apt."""
+    cctx = command_context(ctx, kwargs)
+    with open_archive(cctx, signing=False) as archive:
+        store = archive.store
+        if not isinstance(store, LocalStore):
+            raise UsageError("serve works on a local-directory archive; S3 serves itself")
+        archive.require_existing()
+        handler = functools.partial(_QuietHandler, directory=str(store.root))
+        try:
+            server = http.server.ThreadingHTTPServer((bind, port), handler)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {bind}:{port}: {exc.strerror}") from None
+        url = f"http://{bind}:{server.server_address[1]}"
+        click.echo(f"serving {store.root} at {url} (Ctrl-C to stop)")
+        for suite in archive.suites():
+            click.echo(
+                f"  deb [signed-by=/etc/apt/keyrings/debops-ci-archive.asc] {url} {suite} main"
+            )
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            server.shutdown()
+
+
+@click.command("keygen")
+@click.option("--name", default="debops-ci archive signing key", show_default=True)
+@click.option("--email", default="archive@example.invalid", show_default=True)
+@click.option(
+    "--public-key",
+    "public_key",
+    default="archive-key.asc",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--secret-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the base64 private key (mode 0600) to store as a CI secret.",
+)
+def keygen_command(name: str, email: str, public_key: Path, secret_file: Path) -> None:
+    """Make a new archive signing key (ed25519, no passphrase)."""
+    for value in (name, email):
+        if any(c in value for c in "<>\n\r"):
+            raise UsageError("--name and --email must be one line without < or >")
+    if secret_file.exists():
+        raise UsageError(f"{secret_file} exists; refusing to overwrite a private key")
+    with private_gnupg_home() as home:
+        gpg = _gpg(home)
+        fingerprint = generate_key(gpg, f"{name} <{email}>")
+        public = str(gpg.export_keys(fingerprint, armor=True))
+        private = gpg.export_keys(fingerprint, secret=True, armor=True, passphrase="")
+        if not private:
+            raise SigningError("GnuPG could not export the new private key")
+        encoded = base64.b64encode(str(private).encode()).decode() + "\n"
+    public_key.write_text(public)
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(encoded)
+    click.echo(f"new signing key {fingerprint}")
+    click.echo(f"public key written to {public_key} (publish it; pin it with --archive-key)")
+    click.echo(
+        f"private key (base64) written to {secret_file}, mode 0600. Store it as a CI secret:"
+    )
+    click.echo(f"  gh secret set DEB_GPG_KEY_BASE64 < {secret_file}")
+    click.echo(f"then delete it: shred -u {secret_file}")

@@ -1,0 +1,1 @@
+"""Debian formats: .deb inspection, control data, versions, changelogs."""
