@@ -256,7 +256,11 @@ def transact(archive: Archive, settings: SuiteSettings, change: Change) -> int:
                 archive.log(f"{moved}; rebasing on the new state (attempt {attempt})")
                 continue
             signer = archive.require_signer()
-            if not state.exists or state.signed_by.upper() != signer.fingerprint.upper():
+            if (
+                not state.exists
+                or state.signed_by.upper() != signer.fingerprint.upper()
+                or archive.store.head(layout.PUBLIC_KEY_ASC) is None  # an adopted archive
+            ):
                 publish_landing_files(archive)
             return attempt
     raise DebopsError(

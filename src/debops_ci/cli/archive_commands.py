@@ -62,7 +62,7 @@ def upload_command(ctx: click.Context, /, files: tuple[Path, ...], **kwargs: Any
 @shared_options
 @click.pass_context
 def list_command(
-    ctx: click.Context, package: str | None, as_json: bool, all_suites: bool, **kwargs: Any
+    ctx: click.Context, /, package: str | None, as_json: bool, all_suites: bool, **kwargs: Any
 ) -> None:
     """List the packages of a suite (or every suite)."""
     cctx = command_context(ctx, kwargs)

@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
+from debops_ci.archive.layout import PUBLIC_KEY_ASC
 from debops_ci.archive.session import Archive, SuiteSettings
 from debops_ci.errors import UsageError
 from debops_ci.options import Resolver, load_resolver
 from debops_ci.signing import Signer
-from debops_ci.storage import open_store
+from debops_ci.storage import LocalStore, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -184,10 +185,14 @@ def open_archive(cctx: Context, *, signing: bool, event: str | None = None) -> I
 
 
 def sources_line(archive: Archive, suite: str, components: list[str]) -> str:
-    url = archive.store.public_url()
-    if url is None:
-        url = f"file://{archive.store.describe()}"
-    key = "/etc/apt/keyrings/debops-ci-archive.asc"
+    """The sources.list line for a suite; a local archive's own key file works as is."""
+    store = archive.store
+    if isinstance(store, LocalStore):
+        url = f"file://{store.root}"
+        key = str(store.root / PUBLIC_KEY_ASC)
+    else:
+        url = store.public_url() or store.describe()
+        key = "/etc/apt/keyrings/debops-ci-archive.asc"
     return f"deb [signed-by={key}] {url} {suite} {' '.join(components)}"
 
 

@@ -144,19 +144,20 @@ def parse_control(raw: bytes, what: str) -> tuple[tuple[str, str], ...]:
         raise PackageError(
             f"{what}: control file holds more than one paragraph (a blank line inside it)"
         )
+    seen: set[str] = set()
     for line in body.split("\n"):
         if line[:1] in (" ", "\t"):
             continue
-        if ":" not in line or not FIELD_NAME_RE.match(line.split(":", 1)[0]):
+        name = line.split(":", 1)[0]
+        if ":" not in line or not FIELD_NAME_RE.match(name):
             raise PackageError(f"{what}: malformed control line {line[:60]!r}")
+        if name.lower() in seen:
+            raise PackageError(f"{what}: control field {name} appears twice")
+        seen.add(name.lower())
     paragraph = Deb822(body.split("\n"))
     fields: list[tuple[str, str]] = []
-    seen: set[str] = set()
     for name, value in paragraph.items():
         lower = name.lower()
-        if lower in seen:
-            raise PackageError(f"{what}: control field {name} appears twice")
-        seen.add(lower)
         if lower in RESERVED_FIELDS:
             raise PackageError(
                 f"{what}: control field {name} is reserved for the archive; rebuild without it"
