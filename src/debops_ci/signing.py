@@ -193,15 +193,25 @@ class Signer:
                 "DEB_GPG_PASSPHRASE is not a valid passphrase (it contains a newline?)"
             ) from None
         if not result.data:
-            status = (result.status or "").lower()
-            if "bad passphrase" in status or "missing passphrase" in status:
+            status = f"{result.status or ''} {getattr(result, 'stderr', '')}".lower()
+            if any(
+                marker in status
+                for marker in (
+                    "bad passphrase",
+                    "bad_passphrase",
+                    "missing_passphrase",
+                    "missing passphrase",
+                    "failure sign 11",
+                    "no passphrase",
+                )
+            ):
                 raise SigningError(
                     f"wrong or missing passphrase for signing key {self.fingerprint}: "
                     "check DEB_GPG_PASSPHRASE"
                 )
             raise SigningError(
                 f"GnuPG could not sign with key {self.fingerprint} "
-                f"({result.status or 'no status'}): is it a signing key, not expired?"
+                "(is it a signing key, not expired? is DEB_GPG_PASSPHRASE needed?)"
             )
         return bytes(result.data)
 

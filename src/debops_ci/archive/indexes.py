@@ -105,15 +105,18 @@ class IndexFile:
     data: bytes
     md5: str
     sha256: str
+    # apt only looks for an index whose uncompressed name Release lists, so that name
+    # is always listed; like Debian, the file itself need not be stored.
+    stored: bool = True
 
     @property
     def size(self) -> int:
         return len(self.data)
 
     @classmethod
-    def of(cls, path: str, data: bytes) -> IndexFile:
+    def of(cls, path: str, data: bytes, *, stored: bool = True) -> IndexFile:
         md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return cls(path, data, md5, hashlib.sha256(data).hexdigest())
+        return cls(path, data, md5, hashlib.sha256(data).hexdigest(), stored)
 
     @property
     def by_hash_path(self) -> str:
@@ -144,12 +147,14 @@ def decompress(path: str, data: bytes) -> bytes:
 def build_packages_files(
     directory: str, entries: Iterable[PackageEntry], *, plain: bool = False
 ) -> list[IndexFile]:
-    """The compressed Packages files of one `<component>/binary-<arch>` directory."""
+    """The Packages files of one `<component>/binary-<arch>` directory.
+
+    The uncompressed one is listed always but stored only when `plain` (an adopted
+    original-layout suite, whose old tool reads it).
+    """
     raw = render_packages(entries)
-    files = [
+    return [
+        IndexFile.of(f"{directory}/Packages", raw, stored=plain),
         IndexFile.of(f"{directory}/Packages.gz", compress_gzip(raw)),
         IndexFile.of(f"{directory}/Packages.xz", compress_xz(raw)),
     ]
-    if plain:
-        files.insert(0, IndexFile.of(f"{directory}/Packages", raw))
-    return files

@@ -195,7 +195,8 @@ def commit_suite(
             store.put(layout.in_suite(suite, index_path), data, create_only=True)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda f: put_by_hash(f.by_hash_path, f.data), composed.files))
+        stored = [f for f in composed.files if f.stored]
+        list(pool.map(lambda f: put_by_hash(f.by_hash_path, f.data), stored))
 
     now = datetime.now(UTC)
     origin = settings.origin or (previous.get("Origin") if previous else "") or "private"
@@ -233,7 +234,7 @@ def commit_suite(
         store.put(layout.in_suite(suite, index_path), data)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda f: put_plain(f.path, f.data), composed.files))
+        list(pool.map(lambda f: put_plain(f.path, f.data), stored))
     store.put(layout.release_key(suite), release)
     store.put(layout.release_gpg_key(suite), signer.detach_sign(release))
 

@@ -40,12 +40,8 @@ class SuiteState:
     def date(self) -> datetime | None:
         return self.release.date if self.release else None
 
-    @property
-    def writes_plain_index(self) -> bool:
-        """An adopted original-layout suite lists plain `Packages`: keep writing it."""
-        if self.release is None:
-            return False
-        return any(path.endswith("/Packages") for path in self.release.files)
+    # An adopted original-layout suite stores plain `Packages` for the old tool: keep it.
+    writes_plain_index: bool = False
 
     def all_entries(self) -> list[tuple[str, PackageEntry]]:
         return [(comp, e) for comp, entries in self.components.items() for e in entries]
@@ -90,6 +86,17 @@ def chosen_indexes(release: ParsedRelease) -> dict[tuple[str, str], ListedFile]:
     return chosen
 
 
+def stores_plain_index(store: Store, suite: str, release: ParsedRelease) -> bool:
+    """Original-layout suites list only a plain `Packages`; once adopted, we keep storing
+    it, which shows as its by-hash copy (ours list it always but store it only then)."""
+    plain = [f for path, f in release.files.items() if path.endswith("/Packages")]
+    if not plain:
+        return False
+    if not release.by_hash:
+        return True
+    return store.head(index_key(suite, release, plain[0])) is not None
+
+
 def read_suite(
     store: Store,
     suite: str,
@@ -124,6 +131,7 @@ def read_suite(
             "tampered with"
         )
     state = SuiteState(suite, root, release, signed_by=signed_by)
+    state.writes_plain_index = stores_plain_index(store, suite, release)
     chosen = chosen_indexes(release)
 
     def load(item: tuple[tuple[str, str], ListedFile]) -> tuple[str, list[PackageEntry]]:

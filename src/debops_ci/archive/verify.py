@@ -24,7 +24,7 @@ from debops_ci.archive.release import (
 from debops_ci.archive.session import Archive
 from debops_ci.archive.state import index_key
 from debops_ci.errors import DebopsError
-from debops_ci.storage import NotFound
+from debops_ci.storage import NotFound, Store
 
 
 @dataclass
@@ -56,7 +56,18 @@ def _check_indexes(
         try:
             data = store.get(key).data
         except NotFound:
-            report.errors.append(f"{key}: listed in InRelease but missing")
+            sibling = _compressed_sibling(store, suite, release, path)
+            if sibling is None:
+                report.errors.append(f"{key}: listed in InRelease but missing")
+                continue
+            # Like Debian, an uncompressed index may be listed but not stored: its
+            # listed hash must then match the decompressed sibling.
+            data = sibling
+            if not _matches(data, listed):
+                report.errors.append(
+                    f"dists/{suite}/{path}: the compressed indexes do not decompress to the "
+                    "listed hash (tampered?)"
+                )
             continue
         report.files_checked += 1
         if not _matches(data, listed):
@@ -79,6 +90,23 @@ def _check_indexes(
             except DebopsError as exc:
                 report.errors.append(str(exc))
     return list(entries.values())
+
+
+def _compressed_sibling(
+    store: Store, suite: str, release: ParsedRelease, path: str
+) -> bytes | None:
+    """The decompressed bytes of a listed .xz/.gz twin of `path`, if one is stored."""
+    for ext in (".xz", ".gz"):
+        listed = release.files.get(path + ext)
+        if listed is None:
+            continue
+        try:
+            data = store.get(index_key(suite, release, listed)).data
+        except NotFound:
+            continue
+        if _matches(data, listed):
+            return decompress(path + ext, data)
+    return None
 
 
 def _check_pool_file(archive: Archive, entry: PackageEntry) -> str | None:

@@ -21,7 +21,7 @@ from debops_ci.archive.layout import PUBLIC_KEY_ASC
 from debops_ci.archive.session import Archive, SuiteSettings
 from debops_ci.errors import UsageError
 from debops_ci.options import Resolver, load_resolver
-from debops_ci.signing import Signer
+from debops_ci.signing import Signer, decode_key_env
 from debops_ci.storage import LocalStore, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -163,7 +163,9 @@ def open_archive(cctx: Context, *, signing: bool, event: str | None = None) -> I
     with contextlib.ExitStack() as stack:
         signer = None
         throwaway = cctx.flag("throwaway_key")
-        if signing:
+        # Readers trust the signing key when one is configured, like writers do.
+        has_key = bool(decode_key_env(cctx.env) or res.get("gpg-key-fp"))
+        if signing or (has_key and not trusted and not throwaway):
             signer = stack.enter_context(
                 Signer.open(cctx.env, key_fingerprint=res.get("gpg-key-fp"), throwaway=throwaway)
             )
