@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,7 +76,7 @@ def test_two_suites_two_arches_and_all_install_with_stock_apt(
     assert b"pr-builds" in files["index.html"]
     release = files["dists/unstable/Release"].decode()
     assert "Acquire-By-Hash: yes" in release
-    assert "Architectures: amd64 arm64" in release
+    assert "Architectures: all amd64 arm64" in release
     for name in ("InRelease", "Release.gpg"):
         assert f"dists/unstable/{name}" in files
     # The all package sits in both architectures' indexes.
@@ -315,3 +318,51 @@ def test_verify_names_a_tampered_index_and_a_replaced_deb(
     rc, out = publish(target, signing_key, [make_deb(tmp_path / "n", "next", "1.0", "amd64")])
     assert rc == 4 and "tampered" in out
     assert target.snapshot() == before
+
+
+def test_keygen_then_publish_with_the_base64_secret_and_serve_to_apt(
+    tmp_path: Path, apt_client_factory: AptClientFactory
+) -> None:
+    public = tmp_path / "archive-key.asc"
+    secret = tmp_path / "deb-gpg-key.b64"
+    made = run_cli(["keygen", "--public-key", str(public), "--secret-file", str(secret)], {})
+    assert made.returncode == 0, made.output
+    assert secret.stat().st_mode & 0o777 == 0o600
+    encoded = secret.read_text().strip()
+    assert encoded not in made.output  # the secret goes to the file only
+    again = run_cli(["keygen", "--public-key", str(public), "--secret-file", str(secret)], {})
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+    root = tmp_path / "archive"
+    deb = make_deb(tmp_path / "debs", "served", "3.0", "all")
+    env = {"DEB_GPG_KEY_BASE64": encoded}
+    result = run_cli(["upload", "--archive", f"file://{root}", str(deb)], env)
+    assert result.returncode == 0, result.output
+    assert f"deb [signed-by={root}/archive-key.asc] file://{root} unstable main" in result.stdout
+    pinned = run_cli(["verify", "--archive", str(root), "--archive-key", str(public)], {})
+    assert pinned.returncode == 0, pinned.output
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "debops_ci", "serve", "--archive", str(root), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first, first
+        apt = apt_client_factory("arm64")
+        apt.add_source(f"http://127.0.0.1:{port}", "unstable", "main", public.read_text())
+        apt.update()
+        assert apt.candidates("served") == ["3.0"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -80,12 +80,14 @@ def test_compression_is_deterministic_and_decompresses() -> None:
     raw = render_packages([entry("foo", "1", "amd64")])
     assert compress_gzip(raw) == compress_gzip(raw)
     files = build_packages_files("main/binary-amd64", [entry("foo", "1", "amd64")])
-    assert [f.path for f in files] == [
-        "main/binary-amd64/Packages.gz",
-        "main/binary-amd64/Packages.xz",
+    assert [(f.path, f.stored) for f in files] == [
+        ("main/binary-amd64/Packages", False),  # listed for apt, not stored
+        ("main/binary-amd64/Packages.gz", True),
+        ("main/binary-amd64/Packages.xz", True),
     ]
-    assert gzip.decompress(files[0].data) == raw
-    assert lzma.decompress(files[1].data) == raw
+    assert files[0].data == raw
+    assert gzip.decompress(files[1].data) == raw
+    assert lzma.decompress(files[2].data) == raw
     assert files[0].by_hash_path == f"main/binary-amd64/by-hash/SHA256/{files[0].sha256}"
 
 
@@ -144,7 +146,7 @@ def test_compose_creates_no_empty_architecture_indexes() -> None:
         default_arch="amd64",
         plain_index=False,
     )
-    assert composed.architectures == ["amd64", "arm64"]
+    assert composed.architectures == ["amd64", "arm64"]  # no `all` package: no binary-all
     assert composed.components == ["extra", "main"]
     dirs = sorted({f.path.rsplit("/", 1)[0] for f in composed.files})
     assert dirs == ["extra/binary-arm64", "main/binary-amd64"]
@@ -160,6 +162,22 @@ def test_compose_emptied_suite_keeps_its_shape() -> None:
     )
     assert composed.components == ["main"]
     assert [f.path for f in composed.files][0] == "main/binary-arm64/Packages"
+
+
+def test_compose_gives_all_packages_their_own_index_too() -> None:
+    components = {"main": [entry("a", "1", "amd64"), entry("c", "1", "all")]}
+    composed = compose_suite(
+        components,
+        previous_architectures=[],
+        previous_components=[],
+        default_arch="amd64",
+        plain_index=False,
+    )
+    assert composed.architectures == ["all", "amd64"]
+    by_dir = {f.path: f for f in composed.files if f.path.endswith("/Packages")}
+    assert b"Package: c" in by_dir["main/binary-amd64/Packages"].data
+    assert b"Package: a" not in by_dir["main/binary-all/Packages"].data
+    assert b"Package: c" in by_dir["main/binary-all/Packages"].data
 
 
 @pytest.mark.parametrize(

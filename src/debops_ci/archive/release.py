@@ -90,11 +90,7 @@ def render_release(meta: ReleaseMeta, files: Sequence[IndexFile]) -> bytes:
     ]
     if meta.description:
         lines.append(f"Description: {meta.description}")
-    lines += [
-        "Acquire-By-Hash: yes",
-        # Tells apt that `all` packages are inside every binary-<arch> index.
-        "No-Support-for-Architecture-all: Packages",
-    ]
+    lines.append("Acquire-By-Hash: yes")
     ordered = sorted(files, key=lambda f: f.path)
     width = max((len(str(f.size)) for f in ordered), default=1)
     lines.append("MD5Sum:")

@@ -62,10 +62,19 @@ def compose_suite(
                 directory = layout.binary_dir(component, arch)
                 files += build_packages_files(directory, [], plain=plain_index)
         return ComposedSuite(archs, names, files)
+    has_all = False
     for component in live:
         for arch in archs:
             visible = entries_for_arch(components[component], arch)
             if visible:
                 directory = layout.binary_dir(component, arch)
                 files += build_packages_files(directory, visible, plain=plain_index)
-    return ComposedSuite(archs, live, files)
+        # `all` packages also get their own index, which apt fetches for every
+        # architecture: a client of an architecture the suite has no index for (arm64
+        # on a suite of only `all` packages) still sees them.
+        only_all = [e for e in components[component] if e.architecture == ARCH_ALL]
+        if only_all:
+            has_all = True
+            directory = layout.binary_dir(component, ARCH_ALL)
+            files += build_packages_files(directory, only_all, plain=plain_index)
+    return ComposedSuite([ARCH_ALL, *archs] if has_all else archs, live, files)

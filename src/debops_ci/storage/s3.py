@@ -17,7 +17,7 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from debops_ci.errors import StorageError
+from debops_ci.errors import StorageError, UsageError
 from debops_ci.storage.base import (
     Blob,
     NotFound,
@@ -35,6 +35,20 @@ _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
+def _env_number(name: str, default: float, minimum: float) -> float:
+    """A tuning knob from the environment (DEBOPS_S3_*), checked like a flag."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, not {text!r}") from None
+    if value < minimum:
+        raise UsageError(f"{name} must be at least {minimum:g}, not {text!r}")
+    return value
+
+
 class S3Store:
     def __init__(
         self,
@@ -45,10 +59,17 @@ class S3Store:
         region: str | None = None,
         profile: str | None = None,
         observer: OperationObserver | None = None,
-        max_attempts: int = 8,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        max_attempts: int | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> None:
+        # Unset: DEBOPS_S3_MAX_ATTEMPTS / _CONNECT_TIMEOUT / _READ_TIMEOUT, else defaults.
+        if max_attempts is None:
+            max_attempts = int(_env_number("DEBOPS_S3_MAX_ATTEMPTS", 8, 1))
+        if connect_timeout is None:
+            connect_timeout = _env_number("DEBOPS_S3_CONNECT_TIMEOUT", 10.0, 0.1)
+        if read_timeout is None:
+            read_timeout = _env_number("DEBOPS_S3_READ_TIMEOUT", 60.0, 0.1)
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint_url = (
