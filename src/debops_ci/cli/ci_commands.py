@@ -58,6 +58,21 @@ def selection_options(func: F) -> F:
     return func
 
 
+def build_options(func: F) -> F:
+    """What `build` and `ci` share: how to build, what to select, which event, where."""
+    for option in reversed(
+        [
+            click.option("--dry-run", is_flag=True, help="Show what would be done."),
+            click.option("--jobs", type=int, help="Packages built in parallel. [default: CPUs]"),
+            click.option("--build-dir", help="Where packages are built. [default: a temp dir]"),
+            click.option("--install-build-deps/--no-install-build-deps", default=None),
+            click.option("--branch-builds", is_flag=True, default=None, help="Build branches."),
+        ]
+    ):
+        func = option(func)
+    return shared_options(event_options(selection_options(func)))
+
+
 def _event(cctx: Context, kwargs: dict[str, Any]) -> BuildEvent:
     branches = kwargs.get("main_branches") or cctx.resolver.get("main-branches")
     return detect_event(
@@ -211,14 +226,7 @@ def _run(ctx: click.Context, kwargs: dict[str, Any], *, publishing: bool, dry_ru
 
 
 @click.command("build")
-@click.option("--dry-run", is_flag=True, help="Show what would be built.")
-@click.option("--jobs", type=int, help="Packages built in parallel. [default: CPUs]")
-@click.option("--build-dir", help="Where packages are copied and built. [default: a temp dir]")
-@click.option("--install-build-deps/--no-install-build-deps", default=None)
-@click.option("--branch-builds", is_flag=True, default=None, help="Build pushes to branches.")
-@selection_options
-@event_options
-@shared_options
+@build_options
 @click.pass_context
 def build_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None:
     """Build the selected packages at their CI versions (no publishing)."""
@@ -226,14 +234,7 @@ def build_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None:
 
 
 @click.command("ci")
-@click.option("--dry-run", is_flag=True, help="Show what would be built and published.")
-@click.option("--jobs", type=int, help="Packages built in parallel. [default: CPUs]")
-@click.option("--build-dir", help="Where packages are copied and built. [default: a temp dir]")
-@click.option("--install-build-deps/--no-install-build-deps", default=None)
-@click.option("--branch-builds", is_flag=True, default=None, help="Build pushes to branches.")
-@selection_options
-@event_options
-@shared_options
+@build_options
 @click.pass_context
 def ci_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None:
     """The whole job: scan, version, build, and publish in one archive transaction."""

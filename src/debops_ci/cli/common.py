@@ -126,9 +126,8 @@ def command_context(ctx: click.Context, /, kwargs: dict[str, Any]) -> Context:
     """Merge the group's shared flags under the command's own."""
     group_flags: dict[str, Any] = (ctx.obj or {}).get("flags", {})
     flags = {name: group_flags.get(name) for name in SHARED_NAMES}
-    for name in SHARED_NAMES:
-        if kwargs.get(name) is not None:
-            flags[name] = kwargs[name]
+    # The command's own flags (shared or not) win over the group's.
+    flags.update({name: value for name, value in kwargs.items() if value is not None})
     env = dict(os.environ)
     resolver = load_resolver(flags, env, flags.get("config_file"))
     return Context(flags, resolver, env)

@@ -9,6 +9,8 @@ Conditional writes map to `IfNoneMatch='*'` and `IfMatch=<etag>` on PutObject.
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,12 @@ if TYPE_CHECKING:
 
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
+# Failures while reading a GET's body, after botocore's own retries are over.
+_BODY_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+)
 
 
 def _env_number(name: str, default: float, minimum: float) -> float:
@@ -78,6 +86,7 @@ class S3Store:
             or (os.environ.get("AWS_ENDPOINT_URL"))
         )
         self._observer = observer
+        self._max_attempts = max_attempts
         config = Config(
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
@@ -167,11 +176,20 @@ class S3Store:
 
     def get(self, key: str) -> Blob:
         self._note("GET", key)
-        try:
-            resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
-            return Blob(resp["Body"].read(), resp["ETag"])
-        except Exception as exc:
-            raise self._error(exc, "read", key) from None
+        # botocore retries a request until its answer's headers arrive; a body cut short
+        # or stalled after that is only seen while reading it, so fetch it again here.
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                resp = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            except Exception as exc:
+                raise self._error(exc, "read", key) from None
+            try:
+                return Blob(resp["Body"].read(), resp["ETag"])
+            except _BODY_ERRORS as exc:
+                if attempt == self._max_attempts:
+                    raise self._error(exc, "read", key) from None
+                time.sleep(min(0.1 * 2**attempt, 2.0) * random.random())
+        raise AssertionError("unreachable")
 
     def head(self, key: str) -> ObjectInfo | None:
         self._note("HEAD", key)
