@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import lzma
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from debops_ci.debian.version import version_sort_key
@@ -129,8 +130,14 @@ def compress_gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=9, mtime=0)
 
 
+# Above this size xz's default preset costs seconds per publish (1.8 s for a
+# 10,000-package index) for 20 % fewer bytes; preset 1 takes 0.2 s.
+XZ_FAST_ABOVE = 512 * 1024
+
+
 def compress_xz(data: bytes) -> bytes:
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
+    preset = 1 if len(data) > XZ_FAST_ABOVE else 6
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
 
 
 def decompress(path: str, data: bytes) -> bytes:
@@ -153,8 +160,12 @@ def build_packages_files(
     original-layout suite, whose old tool reads it).
     """
     raw = render_packages(entries)
-    return [
-        IndexFile.of(f"{directory}/Packages", raw, stored=plain),
-        IndexFile.of(f"{directory}/Packages.gz", compress_gzip(raw)),
-        IndexFile.of(f"{directory}/Packages.xz", compress_xz(raw)),
-    ]
+    # zlib and lzma release the GIL: compress both at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        gz = pool.submit(compress_gzip, raw)
+        xz = pool.submit(compress_xz, raw)
+        return [
+            IndexFile.of(f"{directory}/Packages", raw, stored=plain),
+            IndexFile.of(f"{directory}/Packages.gz", gz.result()),
+            IndexFile.of(f"{directory}/Packages.xz", xz.result()),
+        ]
