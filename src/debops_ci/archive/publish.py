@@ -28,13 +28,13 @@ from pathlib import Path
 
 from debops_ci.archive import layout
 from debops_ci.archive.indexes import PackageEntry, parse_stanza
-from debops_ci.archive.release import ReleaseMeta, next_date, render_release
+from debops_ci.archive.release import ReleaseMeta, format_date, next_date, render_release
 from debops_ci.archive.session import Archive, SuiteSettings
 from debops_ci.archive.state import SuiteState
 from debops_ci.archive.suite import compose_suite
 from debops_ci.archive.webpage import publish_landing_files
 from debops_ci.debian.package import DebPackage, inspect_deb
-from debops_ci.errors import ConflictError, DebopsError, PackageError
+from debops_ci.errors import ArchiveIntegrityError, ConflictError, DebopsError, PackageError
 from debops_ci.storage import NotFound, PreconditionFailed
 
 MAX_COMMIT_ATTEMPTS = 20
@@ -107,6 +107,35 @@ def plan_merge(state: SuiteState, packages: Sequence[DebPackage]) -> MergePlan:
             "debian/changelog"
         )
     return plan
+
+
+def check_not_rolled_back(state: SuiteState, settings: SuiteSettings) -> None:
+    """--not-older-than: never build on a root older than the last one this publisher saw."""
+    floor = settings.not_older_than
+    if floor is None or (state.date is not None and state.date >= floor):
+        return
+    shown = format_date(state.date) if state.date else "none (no InRelease)"
+    raise ArchiveIntegrityError(
+        f"dists/{state.suite}/InRelease: Date {shown} is older than --not-older-than "
+        f"{format_date(floor)}: rolled back; refusing to publish on top of it"
+    )
+
+
+def check_present_files(archive: Archive, state: SuiteState, present: Sequence[DebPackage]) -> None:
+    """A re-upload calls a package published: only if the stored file is still its bytes."""
+    entries = {entry.key: entry for _comp, entry in state.all_entries()}
+
+    def check(pkg: DebPackage) -> None:
+        filename = entries[pkg.key].filename
+        if _stored_sha256(archive, filename) != pkg.sha256:
+            raise ArchiveIntegrityError(
+                f"{filename}: missing or not the bytes dists/{state.suite}/InRelease lists "
+                "(replaced or corrupt): run `debops-ci verify`"
+            )
+
+    if present:
+        with ThreadPoolExecutor(max_workers=min(len(present), 16)) as pool:
+            list(pool.map(check, present))
 
 
 def entry_for(pkg: DebPackage, component: str) -> PackageEntry:
@@ -239,15 +268,29 @@ def commit_suite(
     store.put(layout.release_gpg_key(suite), signer.detach_sign(release))
 
 
-def transact(archive: Archive, settings: SuiteSettings, change: Change) -> int:
+def _reread(archive: Archive, suite: str, known: SuiteState | None) -> SuiteState:
+    """The suite now; a state read before the lock is reused if its root has not moved."""
+    if known is not None:
+        info = archive.store.head(layout.inrelease_key(suite))
+        current = info.etag if info is not None else None
+        if current == (known.inrelease.etag if known.inrelease else None):
+            return known
+    return archive.read(suite)
+
+
+def transact(
+    archive: Archive, settings: SuiteSettings, change: Change, known: SuiteState | None = None
+) -> int:
     """Run `change` under the suite lock until its result is committed; return attempts.
 
     `change` returns the suite's new components, or None when there is nothing to do.
+    `known` is a state read before the lock, reused when the root is still the same.
     """
     archive.ensure_writable()
     with archive.lock(settings.suite).held():
         for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-            state = archive.read(settings.suite)
+            state = _reread(archive, settings.suite, known if attempt == 1 else None)
+            check_not_rolled_back(state, settings)
             components = change(state)
             if components is None:
                 return attempt
@@ -279,7 +322,10 @@ def publish(archive: Archive, settings: SuiteSettings, paths: Sequence[Path]) ->
     packages = inspect_all(paths)
     result = PublishResult(settings.suite, settings.component)
 
-    first = plan_merge(archive.read(settings.suite), packages)
+    state = archive.read(settings.suite)
+    check_not_rolled_back(state, settings)
+    first = plan_merge(state, packages)
+    check_present_files(archive, state, first.present)
     if not first.new:
         result.already_present = first.present
         return result
@@ -298,5 +344,5 @@ def publish(archive: Archive, settings: SuiteSettings, paths: Sequence[Path]) ->
         bucket.extend(entry_for(pkg, settings.component) for pkg in plan.new)
         return components
 
-    result.attempts = transact(archive, settings, merge)
+    result.attempts = transact(archive, settings, merge, state)
     return result
