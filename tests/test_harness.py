@@ -8,6 +8,7 @@ directory and from a bucket, then installing an exact version into a private roo
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -30,7 +31,7 @@ from support.debs import (
 from support.gpgkeys import GpgKey, gnupg_home, import_public_key, verify_clearsigned
 from support.httpserve import StaticHttpServer, serve_directory
 from support.refarchive import build_reference_archive
-from support.seaweed import S3Bucket, SeaweedServer, upload_directory
+from support.seaweed import S3Bucket, SeaweedServer, SeaweedStartError, upload_directory
 
 pytestmark = pytest.mark.e2e
 
@@ -110,16 +111,19 @@ def test_seaweed_conditional_writes_are_atomic(s3_bucket: S3Bucket, mode: str) -
     """Many writers race on one key: exactly one conditional write may win."""
     c, b = s3_bucket.client(), s3_bucket.bucket
     base = "" if mode == "create" else c.put_object(Bucket=b, Key="k", Body=b"base")["ETag"]
-    n = 8
+    n = 4
     barrier = threading.Barrier(n)
     results: list[str] = []
     lock = threading.Lock()
 
     def writer(i: int) -> None:
         barrier.wait()
-        cond = {"IfNoneMatch": "*"} if mode == "create" else {"IfMatch": base}
+        body = f"w{i}".encode()
         try:
-            c.put_object(Bucket=b, Key="k", Body=f"w{i}".encode(), **cond)  # type: ignore[arg-type]
+            if mode == "create":
+                c.put_object(Bucket=b, Key="k", Body=body, IfNoneMatch="*")
+            else:
+                c.put_object(Bucket=b, Key="k", Body=body, IfMatch=base)
             outcome = f"won:{i}"
         except ClientError as exc:
             outcome = str(_error(exc))
@@ -137,6 +141,27 @@ def test_seaweed_conditional_writes_are_atomic(s3_bucket: S3Bucket, mode: str) -
     assert set(results) - set(winners) == {str((412, "PreconditionFailed"))}
     body = c.get_object(Bucket=b, Key="k")["Body"].read()
     assert body == f"w{winners[0].split(':')[1]}".encode()
+
+
+def test_seaweed_start_failure_retries_then_shows_the_log(tmp_path: Path) -> None:
+    """A stand-in `weed` that always hits a taken port: retried, then reported."""
+    fake = tmp_path / "weed"
+    fake.write_text(
+        "#!/bin/sh\necho 'F master.go:212 listen tcp 127.0.0.1:1: bind: address already in use'"
+        "\nexit 1\n"
+    )
+    fake.chmod(0o755)
+    server = SeaweedServer(tmp_path / "sw", weed=str(fake), attempts=3)
+    with pytest.raises(SeaweedStartError, match="address already in use"):
+        server.start()
+    assert server.log_path.read_text().count("=== attempt") == 3
+    assert not server.running
+
+    fake.write_text("#!/bin/sh\necho 'something else broke'\nexit 2\n")
+    other = SeaweedServer(tmp_path / "sw2", weed=str(fake), attempts=3)
+    with pytest.raises(SeaweedStartError, match="something else broke"):
+        other.start()
+    assert other.log_path.read_text().count("=== attempt") == 1  # not a port clash
 
 
 # -- GnuPG -------------------------------------------------------------------------------
@@ -176,8 +201,8 @@ def test_passphrase_key_needs_its_passphrase(passphrase_key: GpgKey) -> None:
     """Import the armored secret elsewhere, as the library will, and sign there."""
     assert passphrase_key.passphrase is not None
     with gnupg_home() as home:
-        run(["gpg", "--homedir", str(home), "--batch", "--import"],
-            input=passphrase_key.private_armored.encode())  # fmt: skip
+        secret = passphrase_key.private_armored.encode()
+        run(["gpg", "--homedir", str(home), "--batch", "--import"], input=secret)
         imported = replace(passphrase_key, home=home)
         with pytest.raises(CommandError):
             replace(imported, passphrase=None).clearsign(b"x\n")
@@ -186,16 +211,29 @@ def test_passphrase_key_needs_its_passphrase(passphrase_key: GpgKey) -> None:
         signed = imported.clearsign(b"x\n")
         import_public_key(home, passphrase_key.public_armored)
         assert verify_clearsigned(home, signed) == passphrase_key.fingerprint
+        with pytest.raises(CommandError):  # no cached passphrase to fall back on
+            replace(imported, passphrase="wrong").clearsign(b"x\n")
+    # Same in the key's own home, where it was generated and exported.
+    passphrase_key.clearsign(b"y\n")
+    with pytest.raises(CommandError):
+        replace(passphrase_key, passphrase="wrong").clearsign(b"y\n")
 
 
 # -- .deb files --------------------------------------------------------------------------
 
 
 def test_make_deb_is_valid_and_reproducible(tmp_path: Path) -> None:
-    a = make_deb(tmp_path / "a", "hello-h", "1:2.0-1", depends=["libc6 (>= 2.30)", "foo"],
-                 source="hello-src", extra_fields={"Section": "utils", "X-Test": "yes"})  # fmt: skip
-    b = make_deb(tmp_path / "b", "hello-h", "1:2.0-1", depends=["libc6 (>= 2.30)", "foo"],
-                 source="hello-src", extra_fields={"Section": "utils", "X-Test": "yes"})  # fmt: skip
+    def build(out: Path) -> Path:
+        return make_deb(
+            out,
+            "hello-h",
+            "1:2.0-1",
+            depends=["libc6 (>= 2.30)", "foo"],
+            source="hello-src",
+            extra_fields={"Section": "utils", "X-Test": "yes"},
+        )
+
+    a, b = build(tmp_path / "a"), build(tmp_path / "b")
     assert a.name == "hello-h_2.0-1_amd64.deb"
     assert a.read_bytes() == b.read_bytes()
     fields = deb_fields(a)
@@ -267,6 +305,15 @@ def test_serve_directory(tmp_path: Path) -> None:
         urllib.request.urlopen(f"{srv.url}/sub/f.txt", timeout=2)
 
 
+def test_apt_sandbox_reads_no_host_configuration(apt_client: AptClient) -> None:
+    dump = apt_client.run("apt-config", "dump").output
+    for host_path in ("/etc/apt", "/var/lib/apt", "/var/cache/apt", "/var/log/apt"):
+        assert host_path not in dump
+    assert f'Dir::State::status "{apt_client.status_file}";' in dump
+    assert 'APT::Architecture "amd64";' in dump
+    assert apt_client.candidates("bash") == []  # the host's lists are invisible
+
+
 # -- apt end to end ----------------------------------------------------------------------
 
 
@@ -286,9 +333,7 @@ def ref_archive(tmp_path_factory: pytest.TempPathFactory, signing_key: GpgKey) -
         ("harness-app", "1:2.0-1", "amd64", ["harness-lib (>= 1.0)", "libc6 (>= 2.30)"]),
         ("harness-tool", "0.5", "arm64", ["libc6 (>= 2.30)"]),
     ]
-    debs = {
-        f"{n}={v}/{a}": make_deb(build, n, v, arch=a, depends=d) for n, v, a, d in specs
-    }
+    debs = {f"{n}={v}/{a}": make_deb(build, n, v, arch=a, depends=d) for n, v, a, d in specs}
     root = build_reference_archive(
         tmp_path_factory.mktemp("archive"), list(debs.values()), signing_key
     )
@@ -297,7 +342,8 @@ def ref_archive(tmp_path_factory: pytest.TempPathFactory, signing_key: GpgKey) -
 
 def _prove_apt(apt: AptClient, url: str, archive: RefArchive, key: GpgKey) -> None:
     apt.add_source(url, "stable", ["main"], key.public_armored)
-    apt.update()
+    out = apt.update(forbid_ign=True)
+    assert set(re.findall(r"https?://([^/\s]+)", out)) == {url.split("/")[2]}
     assert apt.candidates("harness-app") == ["1:2.0-1", "1.0-1"]
     assert apt.candidate("harness-app") == "1:2.0-1"
     assert apt.candidates("harness-tool") == []  # arm64 only

@@ -87,6 +87,8 @@ def die_with_parent() -> None:
     """preexec_fn: ask Linux to SIGKILL the child when the test process dies.
 
     Why: a crashed or killed pytest must not leave servers running on the machine.
+    Linux ties this to the *thread* that forked: start servers from a thread that
+    outlives them (pytest's main thread does).
     """
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1

@@ -167,7 +167,6 @@ Debug::NoLocking "true";
 Acquire::Languages "none";
 Acquire::Retries "0";
 Acquire::http::Timeout "20";
-Acquire::http::Pipeline-Depth "0";
 DPkg::Options {{ {opts} }};
 DPkg::Use-Pty "false";
 """
@@ -180,9 +179,7 @@ DPkg::Use-Pty "false";
 
     def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> AptResult:
         """Run an apt tool (e.g. "apt-get", "update") in the sandbox; never raises."""
-        proc = run(
-            [*args], env=self.env, cwd=cwd, check=False, timeout=timeout, merge_output=True
-        )
+        proc = run([*args], env=self.env, cwd=cwd, check=False, timeout=timeout, merge_output=True)
         return AptResult(proc.returncode, proc.stdout.decode(errors="replace"))
 
     def _strict(self, what: str, result: AptResult) -> str:
@@ -239,9 +236,16 @@ DPkg::Use-Pty "false";
     def run_update(self) -> AptResult:
         return self.run("apt-get", "update")
 
-    def update(self) -> str:
-        """`apt-get update`; raises AptError on any W:, E: or Err: line or bad exit."""
-        return self._strict("apt-get update", self.run_update())
+    def update(self, *, forbid_ign: bool = False) -> str:
+        """`apt-get update`; raises AptError on any W:, E: or Err: line or bad exit.
+
+        `forbid_ign`: also fail on "Ign:" lines, e.g. a missing InRelease that apt
+        quietly replaced with Release + Release.gpg.
+        """
+        result = self.run_update()
+        if forbid_ign and re.search(r"^Ign:", result.output, re.MULTILINE):
+            raise AptError("apt-get update ignored a file", result)
+        return self._strict("apt-get update", result)
 
     def policy(self, pkg: str) -> str:
         return self._strict(f"apt-cache policy {pkg}", self.run("apt-cache", "policy", pkg))
@@ -359,9 +363,7 @@ DPkg::Use-Pty "false";
         }
         stanza.update({"Version": version, "Architecture": arch})
         stanza["Status"] = "install ok installed"
-        kept = [
-            s for s in parse_stanzas(self.status_file.read_text()) if s.get("Package") != name
-        ]
+        kept = [s for s in parse_stanzas(self.status_file.read_text()) if s.get("Package") != name]
         kept.append(stanza)
         self.status_file.write_text("\n".join(_format_stanza(s) for s in kept))
         # dpkg warns about a package with no file list: give it an empty one.

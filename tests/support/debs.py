@@ -77,9 +77,7 @@ def make_deb(
     data.update({k.lstrip("/"): v for k, v in (files or {}).items()})
 
     if raw_control is None:
-        control = _control_text(
-            _fields(name, version, arch, depends, source, extra_fields, data)
-        )
+        control = _control_text(_fields(name, version, arch, depends, source, extra_fields, data))
     else:
         control = raw_control
     if compression == "auto":
@@ -187,9 +185,7 @@ def ar_archive(members: Sequence[tuple[str, bytes]], mtime: int = SOURCE_DATE_EP
     """A System V ar archive, the container format of a .deb."""
     out = [b"!<arch>\n"]
     for name, content in members:
-        header = (
-            f"{name:<16}{mtime:<12}{0:<6}{0:<6}{'100644':<8}{len(content):<10}`\n"
-        ).encode()
+        header = (f"{name:<16}{mtime:<12}{0:<6}{0:<6}{'100644':<8}{len(content):<10}`\n").encode()
         if len(header) != 60:
             raise ValueError(f"ar member name too long: {name!r}")
         out += [header, content, b"\n" if len(content) % 2 else b""]

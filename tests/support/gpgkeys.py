@@ -36,7 +36,8 @@ def gnupg_home(prefix: str = "dci-gpg-") -> Iterator[Path]:
     home.chmod(0o700)
     # The cheapest passphrase protection (S2K count) gpg-agent allows: protecting a
     # new key then takes milliseconds instead of ~2 s. Test keys need no strength.
-    (home / "gpg-agent.conf").write_text("s2k-count 65536\n")
+    # No passphrase cache, so a wrong passphrase fails even right after a right one.
+    (home / "gpg-agent.conf").write_text("s2k-count 65536\ndefault-cache-ttl 0\nmax-cache-ttl 0\n")
     try:
         yield home
     finally:

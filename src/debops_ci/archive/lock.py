@@ -199,8 +199,8 @@ class SuiteLock:
                     self._etag = self.store.put(self.key, self._body(), if_match=holder.etag)
                     self.log(f"took over the lock of {holder.description}: {reason}")
                     break
-                except PreconditionFailed:
-                    continue  # someone else took it over first
+                except (PreconditionFailed, NotFound):
+                    continue  # someone else took it over (or released it) first
             if time.monotonic() > deadline:
                 raise LockTimeoutError(
                     f"dists/{self.suite} is locked by {holder.description}; gave up after "
@@ -226,7 +226,7 @@ class SuiteLock:
                     return
                 try:
                     self._etag = self.store.put(self.key, self._body(), if_match=self._etag)
-                except PreconditionFailed:
+                except (PreconditionFailed, NotFound):
                     self._lost = True
                     self.log(
                         f"lost the lock on dists/{self.suite} (taken over by another "
