@@ -6,4 +6,5 @@ cd "$(dirname "$0")"
 ruff check src tests bench
 ruff format --check src tests bench
 mypy
+mypy bench  # separately: bench imports the harness as tests.support
 python3 -m pytest -q "$@"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -123,7 +123,7 @@ def test_release_without_suite_is_refused() -> None:
 
 def test_dates_are_monotonic_even_with_a_lagging_clock() -> None:
     previous = datetime(2030, 1, 1, tzinfo=UTC)
-    assert next_date(datetime(2029, 1, 1, tzinfo=UTC), previous) == previous + timedelta(seconds=1)
+    assert next_date(datetime(2029, 1, 1, tzinfo=UTC), previous) == previous
     now = datetime(2031, 1, 1, 0, 0, 0, 500, tzinfo=UTC)
     assert next_date(now, previous) == now.replace(microsecond=0)
     assert parse_date(format_date(previous)) == previous
@@ -161,7 +161,7 @@ def test_compose_emptied_suite_keeps_its_shape() -> None:
         plain_index=True,
     )
     assert composed.components == ["main"]
-    assert [f.path for f in composed.files][0] == "main/binary-arm64/Packages"
+    assert composed.files[0].path == "main/binary-arm64/Packages"
 
 
 def test_compose_gives_all_packages_their_own_index_too() -> None:

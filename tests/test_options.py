@@ -1,4 +1,4 @@
-"""One precedence for every setting: flag > environment > config file (event table first) > default."""
+"""One precedence: flag > environment > config file (event table first) > default."""
 
 from __future__ import annotations
 

@@ -50,7 +50,10 @@ def _remove_all_homes() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Turn SIGTERM into a normal exit so `finally` blocks and atexit clean up.
+    # Remove the key material at once: a thread stuck on the network can hold the exit
+    # past the CI runner's grace period, and its SIGKILL would leave the home behind.
+    _remove_all_homes()
+    # Then turn SIGTERM into a normal exit so `finally` blocks and atexit clean up.
     raise SystemExit(128 + signum)
 
 
@@ -208,6 +211,10 @@ class Signer:
                 raise SigningError(
                     f"wrong or missing passphrase for signing key {self.fingerprint}: "
                     "check DEB_GPG_PASSPHRASE"
+                )
+            if self._passphrase is None and "need_passphrase" in status:
+                raise SigningError(
+                    f"signing key {self.fingerprint} needs a passphrase: set DEB_GPG_PASSPHRASE"
                 )
             raise SigningError(
                 f"GnuPG could not sign with key {self.fingerprint} "

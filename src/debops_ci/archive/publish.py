@@ -180,7 +180,9 @@ def upload_pool_file(archive: Archive, pkg: DebPackage, component: str) -> None:
     # Already there: an earlier attempt of ours, or the same file from another suite.
     if _stored_sha256(archive, key) == pkg.sha256:
         return
-    holders = _holders_of(archive, key) or ["no suite (an unfinished publish left it)"]
+    holders = _holders_of(archive, key) or [
+        "no suite now (removed earlier, or left by an interrupted publish)"
+    ]
     raise ConflictError(
         f"{key} already exists with different bytes, held by {'; '.join(holders)}: "
         "refusing to overwrite; bump the version in debian/changelog"
@@ -195,6 +197,7 @@ def upload_pool_files(archive: Archive, packages: Sequence[DebPackage], componen
 
 
 # -- step 4: the locked commit loop ------------------------------------------------
+
 
 Change = Callable[[SuiteState], dict[str, list[PackageEntry]] | None]
 
@@ -250,7 +253,8 @@ def commit_suite(
             store.put(root_key, inrelease, create_only=True)
         else:
             store.put(root_key, inrelease, if_match=state.inrelease.etag)
-    except PreconditionFailed:
+    # AWS answers If-Match on a deleted key with 404, SeaweedFS with 412: both mean moved.
+    except (PreconditionFailed, NotFound):
         # A retried request may have landed before its answer was lost: is it ours?
         try:
             if store.get(root_key).data != inrelease:
@@ -304,6 +308,8 @@ def transact(
                 not state.exists
                 or state.signed_by.upper() != signer.fingerprint.upper()
                 or archive.store.head(layout.PUBLIC_KEY_ASC) is None  # an adopted archive
+                # written last: absent after a crash amid the landing files
+                or archive.store.head(layout.INDEX_HTML) is None
             ):
                 publish_landing_files(archive)
             return attempt

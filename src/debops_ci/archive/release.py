@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from debian.deb822 import Release
 
@@ -121,8 +121,13 @@ def parse_release(content: bytes, where: str) -> ParsedRelease:
 
 
 def next_date(now: datetime, previous: datetime | None) -> datetime:
-    """Strictly after the previous Release's Date, even if this runner's clock lags."""
+    """Never before the previous Release's Date, even if this runner's clock lags.
+
+    Not strictly after: apt refuses a Release dated more than 10 s ahead, and bumping by a
+    second per commit would push a burst of publishes into the future. Rollback checks
+    only need the Date never to go backwards.
+    """
     now = now.replace(microsecond=0)
-    if previous is not None and now <= previous:
-        return previous + timedelta(seconds=1)
+    if previous is not None and now < previous:
+        return previous
     return now

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
 from debops_ci.archive import layout
@@ -29,6 +30,8 @@ class SuiteSettings:
     default_arch: str = "amd64"
     valid_days: int | None = None
     description: str | None = None
+    # Refuse a suite whose Date is older: the last Date this publisher saw (rollback).
+    not_older_than: datetime | None = None
 
     def check(self) -> None:
         layout.check_suite_name(self.suite)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import http.server
 import json
 import os
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,37 @@ from debops_ci.signing import _gpg, generate_key, private_gnupg_home
 from debops_ci.storage import LocalStore
 
 
+def _parse_floor(value: str | None) -> datetime | None:
+    """A --not-older-than date: RFC 2822 (as in Release) or ISO 8601."""
+    if not value:
+        return None
+    floor = parse_date(value)
+    if floor is None:
+        try:
+            floor = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(
+                f"--not-older-than {value!r}: use an RFC 2822 or ISO 8601 date"
+            ) from None
+    return floor if floor.tzinfo else floor.replace(tzinfo=UTC)
+
+
 @click.command("upload")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--not-older-than",
+    help="Refuse to publish if the suite's Date is older (the last Date you saw: rollback).",
+)
 @shared_options
 @click.pass_context
-def upload_command(ctx: click.Context, /, files: tuple[Path, ...], **kwargs: Any) -> None:
+def upload_command(
+    ctx: click.Context, /, files: tuple[Path, ...], not_older_than: str | None, **kwargs: Any
+) -> None:
     """Publish .deb files into the archive, all in one transaction."""
     cctx = command_context(ctx, kwargs)
     if not files:
         raise UsageError("name at least one .deb file: debops-ci upload FILE.deb...")
-    settings = cctx.settings()
+    settings = dataclasses.replace(cctx.settings(), not_older_than=_parse_floor(not_older_than))
     with open_archive(cctx, signing=True) as archive:
         result = publish(archive, settings, list(files))
         for pkg in result.added:
@@ -139,16 +161,7 @@ def verify_command(
 ) -> None:
     """Check signatures, every index and every file against their hashes."""
     cctx = command_context(ctx, kwargs)
-    floor: datetime | None = None
-    if not_older_than:
-        floor = parse_date(not_older_than)
-        if floor is None:
-            try:
-                floor = datetime.fromisoformat(not_older_than)
-            except ValueError:
-                raise UsageError(
-                    f"--not-older-than {not_older_than!r}: use an RFC 2822 or ISO 8601 date"
-                ) from None
+    floor = _parse_floor(not_older_than)
     explicit_suite = cctx.resolver.get("distro") if cctx.flags.get("distro") else None
     with open_archive(cctx, signing=False) as archive:
         archive.require_existing()

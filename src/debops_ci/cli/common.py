@@ -97,7 +97,7 @@ class Context:
 
     def settings(self, event: str | None = None) -> SuiteSettings:
         res = self.resolver.with_event(event) if event else self.resolver
-        return SuiteSettings(
+        settings = SuiteSettings(
             suite=str(res.get("distro")),
             component=str(res.get("component")),
             origin=res.get("origin"),
@@ -105,6 +105,8 @@ class Context:
             default_arch=str(res.get("arch")),
             valid_days=res.get("valid-days"),
         )
+        settings.check()  # before any key is loaded or any file read
+        return settings
 
     def location(self, event: str | None = None) -> str:
         res = self.resolver.with_event(event) if event else self.resolver

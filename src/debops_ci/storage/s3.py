@@ -88,7 +88,8 @@ class S3Store:
         self._observer = observer
         self._max_attempts = max_attempts
         config = Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            # total_max_attempts counts the first try; botocore's max_attempts would not.
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=32,
