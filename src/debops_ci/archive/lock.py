@@ -255,6 +255,20 @@ class SuiteLock:
             # Restore the original tool's "unlocked" marker only when nobody holds the lock.
             self.store.put(layout.nolock_key(self.suite), b"")
 
+    def clear_if_dead(self) -> None:
+        """Release a lock whose holder is provably gone (one HEAD when there is none)."""
+        if self.store.head(self.key) is None:
+            return
+        holder = self.read_holder()
+        if holder is None or not holder.is_provably_gone():
+            return
+        try:
+            self._etag = self.store.put(self.key, self._body(), if_match=holder.etag)
+        except (PreconditionFailed, NotFound):
+            return  # someone else took it over: theirs to release
+        self.log(f"cleared the lock of {holder.description}: its process is gone")
+        self.release()
+
     @contextlib.contextmanager
     def held(self) -> Iterator[SuiteLock]:
         self.acquire()

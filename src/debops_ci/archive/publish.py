@@ -334,6 +334,9 @@ def publish(archive: Archive, settings: SuiteSettings, paths: Sequence[Path]) ->
     check_present_files(archive, state, first.present)
     if not first.new:
         result.already_present = first.present
+        # A rerun after a crash past the commit: clear the dead publisher's lock so
+        # publishers on other hosts do not wait out its lease.
+        archive.lock(settings.suite).clear_if_dead()
         return result
     archive.ensure_writable()
     upload_pool_files(archive, first.new, settings.component)
