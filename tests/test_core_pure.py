@@ -225,6 +225,8 @@ def test_pool_prefix_follows_debian() -> None:
         (b"Package: a\nPackage: b\n", "twice"),
         (b"\xff\xfe", "UTF-8"),
         (b"\n\n", "empty"),
+        (b"Package: a\nDescription: x\n \n", "blank continuation"),
+        (b" Package: a\n", "starts with a continuation"),
     ],
 )
 def test_unsafe_control_is_refused(control: bytes, message: str) -> None:

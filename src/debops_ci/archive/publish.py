@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from debops_ci.errors import ArchiveIntegrityError, ConflictError, DebopsError, 
 from debops_ci.storage import NotFound, PreconditionFailed
 
 MAX_COMMIT_ATTEMPTS = 20
+PROCESS_POOL_FROM = 64  # .deb files; below this a process pool costs more than it saves
 
 
 class RootMoved(DebopsError):
@@ -63,9 +64,17 @@ class PublishResult:
 def inspect_all(paths: Sequence[Path]) -> list[DebPackage]:
     if not paths:
         raise PackageError("no .deb files given")
-    workers = min(len(paths), os.cpu_count() or 2, 8)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        packages = list(pool.map(inspect_deb, paths))
+    cores = os.cpu_count() or 1
+    if len(paths) >= PROCESS_POOL_FROM and cores > 1:
+        # Reading control data is Python-bound (the GIL serialises threads on it):
+        # many files go to one process per core.
+        with ProcessPoolExecutor(max_workers=cores) as processes:
+            chunk = max(1, len(paths) // (cores * 8))
+            packages = list(processes.map(inspect_deb, paths, chunksize=chunk))
+    else:
+        # Few files, maybe large: hashing releases the GIL, so threads use every core.
+        with ThreadPoolExecutor(max_workers=min(len(paths), cores, 8)) as pool:
+            packages = list(pool.map(inspect_deb, paths))
     by_key: dict[tuple[str, str, str], DebPackage] = {}
     for pkg in packages:
         twin = by_key.get(pkg.key)
@@ -341,12 +350,14 @@ def publish(archive: Archive, settings: SuiteSettings, paths: Sequence[Path]) ->
     archive.ensure_writable()
     upload_pool_files(archive, first.new, settings.component)
 
+    uploaded = {pkg.key for pkg in first.new}
+
     def merge(state: SuiteState) -> dict[str, list[PackageEntry]] | None:
         plan = plan_merge(state, packages)
         result.added, result.already_present = plan.new, plan.present
         if not plan.new:
             return None
-        missing = [pkg for pkg in plan.new if pkg not in first.new]
+        missing = [pkg for pkg in plan.new if pkg.key not in uploaded]
         upload_pool_files(archive, missing, settings.component)
         components = {comp: list(entries) for comp, entries in state.components.items()}
         bucket = components.setdefault(settings.component, [])
