@@ -1,0 +1,371 @@
+"""Scenario 3: publish one more .deb into an archive that already holds N packages.
+
+For N = 2,000 and 10,000 (each its own bucket on one local SeaweedFS), after the archive
+has been filled (setup, timed but not the point):
+
+- debops-ci CLI, `debops-ci upload --archive s3://B --endpoint-url … ONE.deb` (real key
+  in DEB_GPG_KEY): median wall time of `--runs` publishes, each adding a new package;
+- debops-ci library, `publish(Archive(store, signer=…), SuiteSettings(), [ONE.deb])` in
+  this process (store and signer opened once, a fresh Archive per publish, as the CLI
+  makes): median wall time, and the storage operations counted by the store's observer;
+- aptly, `aptly repo add bench ONE.deb` + `aptly publish update unstable s3:bench:`:
+  median wall time of both steps.
+
+Requests and bytes on the wire: one more publish of each peer goes through a counting
+HTTP proxy on 127.0.0.1 (bench.common.CountingProxy) placed between the client and
+SeaweedFS; it counts every request and the bytes of request and response (line,
+headers, body), so debops-ci and aptly are measured the same way. Usage:
+
+    python -m bench.incremental_publish [--sizes 2000,10000] [--runs 3] [--timeline]
+                                        [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common
+from debops_ci.archive.publish import publish
+from debops_ci.archive.session import Archive, SuiteSettings
+from debops_ci.signing import Signer
+from debops_ci.storage import S3Store, open_store
+from tests.support.gpgkeys import GpgKey
+
+SUITE = "unstable"
+
+
+@dataclass
+class Measured:
+    tool: str
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # this process + waited-for children
+    steps: dict[str, list[float]] = field(default_factory=dict)
+    observed: Counter[str] = field(default_factory=Counter)  # debops-ci library only
+    traffic: common.Traffic | None = None
+    proxied_wall: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def wall(self) -> float:
+        return common.median(self.walls)
+
+
+@dataclass
+class SizeReport:
+    n: int
+    setup: dict[str, float]
+    rows: list[Measured]
+    budget: dict[str, int]
+    timeline: list[tuple[float, str, str]]
+    profile: str = ""
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.timeline: list[tuple[float, str, str]] = []
+        self.start = time.perf_counter()
+
+    def reset(self) -> None:
+        self.counts.clear()
+        self.timeline.clear()
+        self.start = time.perf_counter()
+
+    def __call__(self, verb: str, key: str, detail: str) -> None:
+        self.counts[verb] += 1
+        self.timeline.append((time.perf_counter() - self.start, verb, key))
+
+
+def pause(back_to_back: bool) -> None:
+    """An untimed second between publishes, so the next Release Date is a new second.
+
+    Versions of debops-ci before d5ccc20 slept until the clock had passed the previous
+    Release's Date second, so publishes less than a second apart paid up to 1 s each;
+    `--back-to-back` leaves the pause out to measure that case.
+    """
+    if not back_to_back:
+        time.sleep(1.05)
+
+
+def object_size(server: common.SeaweedServer, bucket: str, key: str) -> int:
+    return int(server.client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+
+def bench_size(
+    n: int,
+    server: common.SeaweedServer,
+    key: GpgKey,
+    work: Path,
+    extras: list[Path],
+    runs: int,
+    profile: bool,
+    back_to_back: bool,
+) -> SizeReport:
+    corpus = common.small_corpus(n)
+    files = common.debs_in(corpus)
+    common.warm_cache([*files, *extras])
+    setup: dict[str, float] = {}
+    env = common.bench_env({"DEB_GPG_KEY": key.private_armored})
+    queue = list(extras)
+
+    # -- fill both archives ------------------------------------------------------------
+    bucket = server.create_bucket(f"incr-debops-{n}")
+    common.say(f"[N={n}] setup: debops-ci upload of {n} files …")
+    with common.stopwatch() as t:
+        common.run(common.debops_upload_cmd(bucket, server.endpoint_url, files), env=env)
+    setup["debops-ci upload of all"] = t[0].wall
+    aptly_bucket = server.create_bucket(f"incr-aptly-{n}")
+    aptly = common.Aptly(work, str(n), server.endpoint_url, aptly_bucket, key)
+    common.say(f"[N={n}] setup: aptly repo create/add/publish repo of {n} files …")
+    setup["aptly repo add of all"] = aptly.create().wall + aptly.add(corpus).wall
+    setup["aptly publish repo of all"] = aptly.publish_repo().wall
+
+    proxy = common.CountingProxy(server.s3_port)
+    rows: list[Measured] = []
+
+    # -- debops-ci, CLI ----------------------------------------------------------------
+    cli = Measured("debops-ci upload (CLI)")
+    for _ in range(runs):
+        deb = queue.pop(0)
+        pause(back_to_back)
+        with common.stopwatch() as t:
+            common.run(common.debops_upload_cmd(bucket, server.endpoint_url, [deb]), env=env)
+        cli.walls.append(t[0].wall)
+        cli.cpus.append(t[0].cpu)
+        common.say(f"[N={n}] debops-ci CLI: {common.secs(t[0].wall)}")
+    proxy.reset()
+    pause(back_to_back)
+    with common.stopwatch() as t:
+        common.run(common.debops_upload_cmd(bucket, proxy.url, [queue.pop(0)]), env=env)
+    cli.traffic, cli.proxied_wall = proxy.traffic(), t[0].wall
+    if proxy.errors:
+        cli.notes.append(f"proxy errors: {proxy.errors}")
+    rows.append(cli)
+
+    # -- debops-ci, library --------------------------------------------------------------
+    lib = Measured("debops-ci publish() (library)")
+    observer = Observer()
+    timeline: list[tuple[float, str, str]] = []
+    settings = SuiteSettings(suite=SUITE)
+    profile_text = ""
+    with Signer.open({"DEB_GPG_KEY": key.private_armored}) as signer:
+        store = open_store(f"s3://{bucket}", endpoint_url=server.endpoint_url, observer=observer)
+        for _ in range(runs):
+            deb = queue.pop(0)
+            pause(back_to_back)
+            observer.reset()
+            with common.stopwatch() as t, Archive(store, signer=signer) as archive:
+                publish(archive, settings, [deb])
+            lib.walls.append(t[0].wall)
+            lib.cpus.append(t[0].cpu)
+            lib.observed = Counter(observer.counts)
+            timeline = list(observer.timeline)
+            common.say(f"[N={n}] debops-ci library: {common.secs(t[0].wall)}")
+        proxied = open_store(f"s3://{bucket}", endpoint_url=proxy.url, observer=observer)
+        assert isinstance(proxied, S3Store)
+        pause(back_to_back)
+        proxy.reset()
+        observer.reset()
+        with common.stopwatch() as t, Archive(proxied, signer=signer) as archive:
+            publish(archive, settings, [queue.pop(0)])
+        lib.traffic, lib.proxied_wall = proxy.traffic(), t[0].wall
+        seen = sum(observer.counts.values())
+        if seen != lib.traffic.requests or proxy.errors:
+            common.say(
+                f"WARNING: observer saw {seen} operations, the proxy {lib.traffic.requests} "
+                f"requests; proxy errors: {proxy.errors}"
+            )
+            lib.notes.append(
+                f"observer {seen} ops vs proxy {lib.traffic.requests} requests "
+                f"(retries or proxy errors: {len(proxy.errors)})"
+            )
+        if profile:
+            prof = cProfile.Profile()
+            pause(back_to_back)
+            with Archive(store, signer=signer) as archive:
+                prof.enable()
+                publish(archive, settings, [queue.pop(0)])
+                prof.disable()
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(30)
+            profile_text = out.getvalue()
+    rows.append(lib)
+
+    # What the goal allows: the .deb, the compressed indexes, InRelease and Release.gpg.
+    index_dir = f"dists/{SUITE}/main/binary-amd64"
+    budget = {
+        "the .deb": extras[0].stat().st_size,
+        "Packages.gz": object_size(server, bucket, f"{index_dir}/Packages.gz"),
+        "Packages.xz": object_size(server, bucket, f"{index_dir}/Packages.xz"),
+        "InRelease": object_size(server, bucket, f"dists/{SUITE}/InRelease"),
+        "Release.gpg": object_size(server, bucket, f"dists/{SUITE}/Release.gpg"),
+    }
+
+    # -- aptly --------------------------------------------------------------------------
+    apt = Measured("aptly repo add + publish update")
+    apt.steps = {"repo add": [], "publish update": []}
+    for _ in range(runs):
+        pause(back_to_back)
+        add = aptly.add(queue.pop(0))
+        upd = aptly.publish_update()
+        apt.steps["repo add"].append(add.wall)
+        apt.steps["publish update"].append(upd.wall)
+        apt.walls.append(add.wall + upd.wall)
+        apt.cpus.append(add.cpu + upd.cpu)
+        common.say(f"[N={n}] aptly: {common.secs(add.wall)} + {common.secs(upd.wall)}")
+    counted = aptly.config_for(proxy.url)
+    proxy.reset()
+    with common.stopwatch() as t:
+        aptly.add(queue.pop(0), conf=counted)
+        aptly.publish_update(conf=counted)
+    apt.traffic, apt.proxied_wall = proxy.traffic(), t[0].wall
+    if proxy.errors:
+        apt.notes.append(f"proxy errors: {proxy.errors}")
+    rows.append(apt)
+    proxy.close()
+
+    # -- both archives must now hold every package -----------------------------------------
+    pub = work / "archive-key.asc"
+    pub.write_text(key.public_armored)
+    common.debops_verify(bucket, server.endpoint_url, pub, files=False)
+    return SizeReport(n, setup, rows, budget, timeline, profile_text)
+
+
+def print_report(report: SizeReport, runs: int) -> None:
+    n = report.n
+    print(f"\n### N = {n:,} packages already published\n")
+    print(
+        "Setup (not the measurement): "
+        + "; ".join(f"{k} {common.secs(v)}" for k, v in report.setup.items())
+        + "\n"
+    )
+    debops = report.rows[0].wall
+    rows = []
+    for m in report.rows:
+        tr = m.traffic
+        assert tr is not None
+        steps = "; ".join(
+            [*(f"{k} {common.secs(common.median(v))}" for k, v in m.steps.items()), *m.notes]
+        )
+        rows.append(
+            [
+                m.tool,
+                common.secs(m.wall),
+                common.secs(common.median(m.cpus)),
+                common.ratio(m.wall, debops),
+                str(tr.requests),
+                tr.methods(),
+                f"{common.human_bytes(tr.up)} ({common.human_bytes(tr.up_body)})",
+                f"{common.human_bytes(tr.down)} ({common.human_bytes(tr.down_body)})",
+                common.secs(m.proxied_wall),
+                steps,
+            ]
+        )
+    print(
+        common.table(
+            [
+                "peer",
+                f"wall (median of {runs})",
+                "client CPU",
+                "÷ debops-ci CLI",
+                "requests",
+                "by method",
+                "uploaded: wire (bodies)",
+                "downloaded: wire (bodies)",
+                "wall via proxy",
+                "steps",
+            ],
+            rows,
+        )
+    )
+    lib = report.rows[1]
+    print(
+        "\nStorage operations seen by the debops-ci observer (library run): "
+        f"{sum(lib.observed.values())} — "
+        + ", ".join(f"{verb} {count}" for verb, count in sorted(lib.observed.items()))
+    )
+    budget = sum(report.budget.values())
+    cli = report.rows[0].traffic
+    assert cli is not None and lib.traffic is not None
+    print(
+        f"\nUpload budget (the .deb + compressed indexes + InRelease + Release.gpg): "
+        f"{common.human_bytes(budget)} = "
+        + " + ".join(f"{k} {common.human_bytes(v)}" for k, v in report.budget.items())
+        + f". debops-ci CLI uploaded {common.human_bytes(cli.up_body)} of bodies "
+        f"({common.ratio(cli.up_body, budget)} the budget), "
+        f"{common.human_bytes(cli.up)} on the wire."
+    )
+
+
+def print_timeline(report: SizeReport) -> None:
+    print(f"\nTimeline of the last library publish at N = {report.n:,} (request start times):\n")
+    print("```")
+    for at, verb, key in report.timeline:
+        print(f"{at * 1000:8.1f} ms  {verb:<6} {key}")
+    print("```")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2000,10000", help="packages already published")
+    parser.add_argument("--runs", type=int, default=3, help="timed publishes per peer (median)")
+    parser.add_argument("--timeline", action="store_true", help="print the requests over time")
+    parser.add_argument("--profile", action="store_true", help="cProfile one library publish")
+    parser.add_argument(
+        "--back-to-back", action="store_true", help="no 1 s pause between publishes"
+    )
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    common.print_facts()
+    common.use_bench_env_in_process()
+    # Per size: runs + 1 (CLI), runs + 1 (library), 1 (profile), runs + 1 (aptly).
+    extras = common.extra_debs("incr", 3 * args.runs + 4)
+    reports: list[SizeReport] = []
+    with (
+        common.workdir("incremental") as work,
+        common.signing_key() as key,
+        common.seaweed(work) as server,
+    ):
+        for n in sizes:
+            reports.append(
+                bench_size(n, server, key, work, extras, args.runs, args.profile, args.back_to_back)
+            )
+
+    print("## Scenario 3: incremental publish of one .deb\n")
+    print(
+        "Local SeaweedFS. Wall times are direct (no proxy); requests and bytes come from "
+        "one more publish of each peer through the counting proxy. Bytes: the whole "
+        "request or response on the wire, bodies alone in parentheses. "
+        + (
+            "Publishes run back to back."
+            if args.back_to_back
+            else "Publishes are spaced 1 s apart (untimed), so each writes a new Release "
+            "Date second; see --back-to-back."
+        )
+    )
+    for report in reports:
+        print_report(report, args.runs)
+        if args.timeline:
+            print_timeline(report)
+        if report.profile:
+            print(f"\ncProfile of one library publish at N = {report.n:,}:\n")
+            print("```\n" + report.profile + "\n```")
+
+    common.print_load_footer()
+
+
+if __name__ == "__main__":
+    main()
