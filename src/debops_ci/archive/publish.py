@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from debops_ci.archive import layout
-from debops_ci.archive.indexes import PackageEntry, parse_stanza
+from debops_ci.archive.indexes import IndexFile, PackageEntry, parse_stanza
 from debops_ci.archive.release import ReleaseMeta, format_date, next_date, render_release
 from debops_ci.archive.session import Archive, SuiteSettings
 from debops_ci.archive.state import SuiteState
@@ -271,12 +271,13 @@ def commit_suite(
         except NotFound:
             raise RootMoved(f"{root_key} vanished while we worked") from None
 
-    # Step 5: copies for clients that read plain paths or Release + Release.gpg.
-    def put_plain(index_path: str, data: bytes) -> None:
-        store.put(layout.in_suite(suite, index_path), data)
+    # Step 5: copies for clients that read plain paths or Release + Release.gpg. The
+    # index copies are made server-side from the by-hash objects: no bytes re-uploaded.
+    def copy_plain(index: IndexFile) -> None:
+        store.copy(layout.in_suite(suite, index.by_hash_path), layout.in_suite(suite, index.path))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda f: put_plain(f.path, f.data), stored))
+        list(pool.map(copy_plain, stored))
     store.put(layout.release_key(suite), release)
     store.put(layout.release_gpg_key(suite), signer.detach_sign(release))
 

@@ -93,6 +93,10 @@ class Store(Protocol):
         """Write a local file's bytes (large .debs). Raises PreconditionFailed."""
         ...
 
+    def copy(self, source: str, target: str) -> str:
+        """Server-side copy of an existing object over `target`; no bytes travel."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove an object; absent is not an error."""
         ...

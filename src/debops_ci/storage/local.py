@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,6 +159,23 @@ class LocalStore:
         self._note("PUT", key, describe_condition(create_only, None))
         tmp = self._write_temp(self._path(key), None, path)
         return self._commit(key, tmp, create_only, None)
+
+    def copy(self, source: str, target: str) -> str:
+        self._note("COPY", target, f"from {source}")
+        src, dst = self._path(source), self._path(target)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            # A hard link is safe: objects are never changed in place, only replaced.
+            os.link(src, tmp)
+            os.replace(tmp, dst)
+        except FileNotFoundError:
+            raise NotFound(f"{source} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot copy {source} to {target}: {exc.strerror}") from exc
+        return _tag(os.stat(dst))
 
     def delete(self, key: str) -> None:
         self._note("DELETE", key)

@@ -264,6 +264,20 @@ class S3Store:
         with open(path, "rb") as fh:
             return self._put(key, fh, create_only, None, content_type, metadata)
 
+    def copy(self, source: str, target: str) -> str:
+        self._note("COPY", target, f"from {source}")
+        try:
+            resp = self._client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+                ContentType=content_type_for(target),
+                MetadataDirective="REPLACE",
+            )
+        except Exception as exc:
+            raise self._error(exc, "copy", target) from None
+        return resp["CopyObjectResult"].get("ETag", "")
+
     def delete(self, key: str) -> None:
         self._note("DELETE", key)
         try:
