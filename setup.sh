@@ -8,8 +8,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-    git gnupg gpgv gpg-agent dpkg-dev debhelper fakeroot build-essential devscripts \
-    equivs apt-utils xz-utils ca-certificates curl openssh-server aptly >/dev/null
+    git gnupg gpgv gpg-agent dpkg-dev debhelper fakeroot build-essential \
+    apt-utils xz-utils ca-certificates curl aptly >/dev/null
 python3 -m pip install -q --upgrade pip
 python3 -m pip install -q -e '.[test]'
 echo "debops-ci $(debops-ci --version | awk '{print $NF}') is ready"
