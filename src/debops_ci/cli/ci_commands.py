@@ -17,7 +17,13 @@ from debops_ci.archive.state import SuiteState
 from debops_ci.ci.build import PackageBuildError
 from debops_ci.ci.pipeline import CiResult, CiStatus, run_ci
 from debops_ci.ci.providers import BuildEvent, EventKind, detect_event
-from debops_ci.ci.scan import find_changes, find_packages, format_json, format_lines
+from debops_ci.ci.scan import (
+    PackageDir,
+    find_changes,
+    find_packages,
+    format_json,
+    format_lines,
+)
 from debops_ci.ci.versioning import ci_version, write_changelog_entry
 from debops_ci.cli.common import Context, command_context, err, open_archive, shared_options
 from debops_ci.cli.common import sources_line as archive_sources_line
@@ -91,6 +97,13 @@ def _repo(kwargs: dict[str, Any]) -> Path:
     return repo.resolve()
 
 
+def _selected_packages(cctx: Context, repo: Path) -> list[PackageDir]:
+    """Every package (`--all`), or those the change since the base touches."""
+    if cctx.flags.get("select_all"):
+        return find_packages(repo)
+    return list(find_changes(repo, cctx.resolver.get("base"), cctx.env).packages)
+
+
 @click.command("scan")
 @click.option("--json", "as_json", is_flag=True, help="Print name, directory and version.")
 @selection_options
@@ -100,11 +113,7 @@ def scan_command(ctx: click.Context, /, as_json: bool, **kwargs: Any) -> None:
     """Print the package directories the change touches (one per line)."""
     cctx = command_context(ctx, kwargs)
     repo = _repo(kwargs)
-    base = kwargs.get("base") or cctx.resolver.get("base")
-    if kwargs.get("select_all"):
-        packages = find_packages(repo)
-    else:
-        packages = list(find_changes(repo, base, cctx.env).packages)
+    packages = _selected_packages(cctx, repo)
     click.echo(format_json(packages) if as_json else format_lines(packages), nl=False)
 
 
@@ -121,11 +130,7 @@ def version_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None
     event = _event(cctx, kwargs)
     suite = cctx.settings(EVENT_TABLE[event.kind]).suite
     branch_builds = bool(cctx.resolver.get("branch-builds"))
-    base = kwargs.get("base") or cctx.resolver.get("base")
-    if kwargs.get("select_all"):
-        packages = find_packages(repo)
-    else:
-        packages = list(find_changes(repo, base, cctx.env).packages)
+    packages = _selected_packages(cctx, repo)
     for pkg in packages:
         version = ci_version(pkg.version, event, branch_builds)
         if version is None:
@@ -200,7 +205,7 @@ def _run(ctx: click.Context, kwargs: dict[str, Any], *, publishing: bool, dry_ru
                 repo,
                 event,
                 settings.suite,
-                base=kwargs.get("base") or res.get("base"),
+                base=res.get("base"),
                 select_all=bool(kwargs.get("select_all")),
                 build_dir=build_dir,
                 jobs=int(jobs),
