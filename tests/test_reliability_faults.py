@@ -493,6 +493,9 @@ def test_a_rolled_back_suite_is_named_by_verify_and_refused_by_publish(
 ) -> None:
     older = target.snapshot()
     older_date = release_date(target)
+    # Release Dates have one-second granularity and never go backwards, but two commits
+    # in the same second share a Date: let the clock move on so the roots differ by it.
+    time.sleep(1.1)
     newer_deb = make_deb(tmp_path / "newer", "delta", "1.0", "amd64")
     result, _ = upload(target, signing_key, [newer_deb])
     assert result.returncode == 0, result.output
