@@ -28,7 +28,7 @@ from pathlib import Path
 
 from debops_ci.archive import layout
 from debops_ci.archive.indexes import IndexFile, PackageEntry, parse_stanza
-from debops_ci.archive.release import ReleaseMeta, format_date, next_date, render_release
+from debops_ci.archive.release import ReleaseMeta, next_date, render_release, rolled_back
 from debops_ci.archive.session import Archive, SuiteSettings
 from debops_ci.archive.state import SuiteState
 from debops_ci.archive.suite import compose_suite
@@ -120,14 +120,11 @@ def plan_merge(state: SuiteState, packages: Sequence[DebPackage]) -> MergePlan:
 
 def check_not_rolled_back(state: SuiteState, settings: SuiteSettings) -> None:
     """--not-older-than: never build on a root older than the last one this publisher saw."""
-    floor = settings.not_older_than
-    if floor is None or (state.date is not None and state.date >= floor):
-        return
-    shown = format_date(state.date) if state.date else "none (no InRelease)"
-    raise ArchiveIntegrityError(
-        f"dists/{state.suite}/InRelease: Date {shown} is older than --not-older-than "
-        f"{format_date(floor)}: rolled back; refusing to publish on top of it"
-    )
+    problem = rolled_back(state.date, settings.not_older_than)
+    if problem:
+        raise ArchiveIntegrityError(
+            f"dists/{state.suite}/InRelease: {problem}; refusing to publish on top of it"
+        )
 
 
 def check_present_files(archive: Archive, state: SuiteState, present: Sequence[DebPackage]) -> None:

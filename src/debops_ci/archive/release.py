@@ -131,3 +131,11 @@ def next_date(now: datetime, previous: datetime | None) -> datetime:
     if previous is not None and now < previous:
         return previous
     return now
+
+
+def rolled_back(date: datetime | None, floor: datetime | None) -> str | None:
+    """Why a root dated `date` fails a --not-older-than `floor`, or None if it passes."""
+    if floor is None or (date is not None and date >= floor):
+        return None
+    shown = format_date(date) if date else "none (no InRelease)"
+    return f"Date {shown} is older than {format_date(floor)}: rolled back"

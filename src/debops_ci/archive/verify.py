@@ -17,9 +17,9 @@ from debops_ci.archive.indexes import PackageEntry, decompress, parse_packages
 from debops_ci.archive.release import (
     ListedFile,
     ParsedRelease,
-    format_date,
     parse_date,
     parse_release,
+    rolled_back,
 )
 from debops_ci.archive.session import Archive
 from debops_ci.archive.state import index_key
@@ -149,11 +149,9 @@ def verify_suite(
         return set()
     report.suites.append(suite)
     date = release.date
-    if not_older_than is not None and (date is None or date < not_older_than):
-        shown = format_date(date) if date else "none"
-        report.errors.append(
-            f"{where}: Date {shown} is older than {format_date(not_older_than)}: rolled back"
-        )
+    problem = rolled_back(date, not_older_than)
+    if problem:
+        report.errors.append(f"{where}: {problem}")
     valid_until = release.get("Valid-Until")
     if valid_until:
         expiry = parse_date(valid_until)
