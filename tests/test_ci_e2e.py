@@ -26,6 +26,15 @@ distro = "pr"
 distro = "stable"
 """
 
+# A GitHub Actions pull_request run: PR 42 into main, run number 7.
+GITHUB_PR_42_RUN_7 = {
+    "GITHUB_ACTIONS": "true",
+    "GITHUB_EVENT_NAME": "pull_request",
+    "GITHUB_REF": "refs/pull/42/merge",
+    "GITHUB_RUN_NUMBER": "7",
+    "GITHUB_BASE_REF": "main",
+}
+
 
 @pytest.fixture
 def feature_clone(tmp_path: Path) -> tuple[Path, str]:
@@ -74,11 +83,7 @@ def test_github_pull_request_builds_touched_packages_into_the_pr_suite(
     env = {
         **key_env(signing_key),
         "CI": "true",
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "pull_request",
-        "GITHUB_REF": "refs/pull/42/merge",
-        "GITHUB_RUN_NUMBER": "7",
-        "GITHUB_BASE_REF": "main",
+        **GITHUB_PR_42_RUN_7,
         "GITHUB_HEAD_REF": "feature",
         "GITHUB_SHA": head,
         "GITHUB_STEP_SUMMARY": str(summary),
@@ -261,11 +266,7 @@ def test_failures_are_one_clear_error_and_publish_nothing(
     archive = tmp_path / "archive"
     env = {
         **key_env(signing_key),
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_EVENT_NAME": "pull_request",
-        "GITHUB_REF": "refs/pull/42/merge",
-        "GITHUB_RUN_NUMBER": "7",
-        "GITHUB_BASE_REF": "main",
+        **GITHUB_PR_42_RUN_7,
         "DEBOPS_ARCHIVE": str(archive),
         **env_extra,
     }
