@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import re
+import resource
 import sys
 import threading
 import time
@@ -44,9 +46,11 @@ if __package__ in (None, ""):
 from bench import common
 from debops_ci.archive.lock import SuiteLock
 from debops_ci.archive.publish import publish
-from debops_ci.archive.session import Archive, SuiteSettings
+from debops_ci.archive.session import Archive
+from debops_ci.archive.settings import SuiteSettings
 from debops_ci.signing import Signer
 from debops_ci.storage import open_store
+from tests.support.faultproxy import FaultProxy
 from tests.support.gpgkeys import GpgKey
 
 SUITE = "unstable"
@@ -59,6 +63,8 @@ class WorkerReport:
     durations: list[float] = field(default_factory=list)
     attempts: list[int] = field(default_factory=list)
     lock_waits: int = 0  # uploads that printed "waiting for the lock"
+    commits: int = 0  # InRelease writes (group commit: fewer than uploads)
+    folded: int = 0  # uploads committed by the lock holder (group commit)
     rebases: int = 0  # commits that lost the compare-and-swap and went round again
     held: list[tuple[float, float]] = field(default_factory=list)  # lock held, monotonic
     end: float = 0.0
@@ -72,6 +78,7 @@ class Arm:
     uploads: int
     wall: float
     workers: list[WorkerReport]
+    cpu: float = 0.0  # CPU seconds of every upload process (user + system)
 
     def all(self, attr: str) -> list[Any]:
         return [v for w in self.workers for v in getattr(w, attr)]
@@ -128,13 +135,15 @@ def library_worker(
                 result = publish(archive, settings, batch)
             report.durations.append(time.monotonic() - start)
             report.attempts.append(result.attempts)
+            report.commits += result.commits
+            report.folded += result.by_other
             report.lock_waits += waited
         report.end = time.monotonic()
     results.put(report)
 
 
 def run_library(
-    server: common.SeaweedServer, key: GpgKey, plan: list[list[list[Path]]], bucket: str
+    endpoint_url: str, key: GpgKey, plan: list[list[list[Path]]], bucket: str
 ) -> tuple[float, list[WorkerReport]]:
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(len(plan) + 1)
@@ -142,7 +151,7 @@ def run_library(
     procs = [
         ctx.Process(
             target=library_worker,
-            args=(batches, bucket, server.endpoint_url, key.private_armored, barrier, results),
+            args=(batches, bucket, endpoint_url, key.private_armored, barrier, results),
         )
         for batches in plan
     ]
@@ -163,10 +172,11 @@ def run_library(
 # -- CLI mode --------------------------------------------------------------------------------
 
 _ATTEMPTS_RE = re.compile(r"(\d+) attempt\(s\)")
+_COMMITS_RE = re.compile(r"(\d+) commit\(s\)")
 
 
 def run_cli(
-    server: common.SeaweedServer, key: GpgKey, plan: list[list[list[Path]]], bucket: str
+    endpoint_url: str, key: GpgKey, plan: list[list[list[Path]]], bucket: str
 ) -> tuple[float, list[WorkerReport]]:
     env = common.bench_env({"DEB_GPG_KEY": key.private_armored})
     reports = [WorkerReport() for _ in plan]
@@ -176,12 +186,14 @@ def run_cli(
         try:
             for batch in batches:
                 start = time.monotonic()
-                proc = common.run(
-                    common.debops_upload_cmd(bucket, server.endpoint_url, batch), env=env
-                )
+                proc = common.run(common.debops_upload_cmd(bucket, endpoint_url, batch), env=env)
                 report.durations.append(time.monotonic() - start)
-                found = _ATTEMPTS_RE.search(proc.stdout.decode())
+                out = proc.stdout.decode()
+                found = _ATTEMPTS_RE.search(out)
                 report.attempts.append(int(found.group(1)) if found else 0)
+                commits = _COMMITS_RE.search(out)
+                report.commits += int(commits.group(1)) if commits else 0
+                report.folded += "group commit" in out
                 stderr = proc.stderr.decode()
                 report.lock_waits += "waiting for the lock" in stderr
                 report.rebases += stderr.count("rebasing")
@@ -230,13 +242,28 @@ def lock_busy(held: list[tuple[float, float]], wall: float) -> float:
     return busy / wall if wall else 0.0
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--publishers", type=int, default=8)
     parser.add_argument("--per", type=int, default=25, help="packages per publisher")
     parser.add_argument("--mode", choices=("both", "cli", "library"), default="cli")
+    parser.add_argument(
+        "--latency-ms",
+        default="0,30",
+        help="comma-separated per-request latencies to emulate with a delaying proxy",
+    )
+    parser.add_argument(
+        "--concurrent-only", action="store_true", help="skip the serial and batch arms"
+    )
     args = parser.parse_args(argv)
     total = args.publishers * args.per
+    latencies = [float(x) for x in str(args.latency_ms).split(",") if x.strip()]
+    cores = os.cpu_count() or 1
 
     common.print_facts()
     common.use_bench_env_in_process()
@@ -247,50 +274,69 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cli": run_cli,
         "library": run_library,
     }
-    arms: list[Arm] = []
+    arms: list[tuple[float, Arm]] = []
     with (
         common.workdir("contention") as work,
         common.signing_key() as key,
         common.seaweed(work) as server,
     ):
-        for mode in modes:
-            plans = [
-                (
-                    f"{args.publishers} concurrent publishers x {args.per}, one upload each",
-                    [[[f] for f in files[i :: args.publishers]] for i in range(args.publishers)],
-                ),
-                (f"1 publisher, {total} uploads one at a time", [[[f] for f in files]]),
-                (f"1 upload of all {total}", [[list(files)]]),
-            ]
-            for i, (name, plan) in enumerate(plans):
-                bucket = server.create_bucket(f"contention-{mode}-{i}")
-                common.say(f"[{mode}] {name} …")
-                wall, reports = runners[mode](server, key, plan, bucket)
-                common.say(f"[{mode}] {name}: {common.secs(wall)}; verifying …")
-                check_archive(server, bucket, key, work, total)
-                arms.append(Arm(mode, name, len(plan), sum(len(b) for b in plan), wall, reports))
+        for latency in latencies:
+            proxy = FaultProxy(server.endpoint_url) if latency else None
+            if proxy is not None:
+                proxy.latency = latency / 1000
+            endpoint = proxy.url if proxy is not None else server.endpoint_url
+            for mode in modes:
+                plans = [
+                    (
+                        f"{args.publishers} concurrent publishers x {args.per}, one upload each",
+                        [
+                            [[f] for f in files[i :: args.publishers]]
+                            for i in range(args.publishers)
+                        ],
+                    ),
+                    (f"1 publisher, {total} uploads one at a time", [[[f] for f in files]]),
+                    (f"1 upload of all {total}", [[list(files)]]),
+                ]
+                if args.concurrent_only:
+                    plans = plans[:1]
+                for i, (name, plan) in enumerate(plans):
+                    bucket = server.create_bucket(f"contention-{mode}-{i}-{int(latency)}")
+                    common.say(f"[{mode}, +{latency:g} ms] {name} …")
+                    cpu_before = _children_cpu()
+                    wall, reports = runners[mode](endpoint, key, plan, bucket)
+                    cpu = _children_cpu() - cpu_before
+                    common.say(f"[{mode}] {name}: {common.secs(wall)}; verifying …")
+                    check_archive(server, bucket, key, work, total)
+                    uploads = sum(len(b) for b in plan)
+                    arms.append((latency, Arm(mode, name, len(plan), uploads, wall, reports, cpu)))
+            if proxy is not None:
+                proxy.stop()
 
     print(f"## Scenario 4: {args.publishers} concurrent publishers vs one\n")
     print(
-        f"{total} small .debs into one suite of a fresh bucket per arm, local SeaweedFS. "
-        "Every arm ends with `debops-ci verify` passing and exactly "
-        f"{total} packages listed.\n"
+        f"{total} small .debs into one suite of a fresh bucket per arm, local SeaweedFS "
+        "(optionally behind a proxy adding a per-request latency). Every arm ends with "
+        f"`debops-ci verify` passing and exactly {total} packages listed. CPU floor = "
+        f"the uploads' summed CPU time / {cores} cores.\n"
     )
     rows = []
-    for arm in arms:
+    for latency, arm in arms:
         durations = sorted(arm.all("durations"))
-        attempts = arm.all("attempts")
         held = arm.all("held")
+        commits = sum(w.commits for w in arm.workers)
+        floor = arm.cpu / cores
         rows.append(
             [
                 arm.mode,
+                f"+{latency:g} ms",
                 arm.name,
                 common.secs(arm.wall),
-                f"{total / arm.wall:.1f}",
                 common.secs(durations[len(durations) // 2]),
-                common.secs(durations[-1]),
-                str(sum(w.lock_waits for w in arm.workers)),
-                str(sum(a - 1 for a in attempts if a)),
+                f"{commits} / {arm.uploads}",
+                str(sum(w.folded for w in arm.workers)),
+                str(sum(w.rebases for w in arm.workers)),
+                common.secs(floor),
+                f"{arm.wall / floor:.2f}x" if floor else "-",
                 f"{lock_busy(held, arm.wall):.0%}" if held else "-",
             ]
         )
@@ -298,13 +344,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         common.table(
             [
                 "mode",
+                "latency",
                 "arm",
                 "total",
-                "packages/s",
                 "upload p50",
-                "upload max",
-                "uploads that waited for the lock",
+                "commits / uploads",
+                "committed by the holder",
                 "rebases",
+                "CPU floor",
+                "wall / floor",
                 "lock held (share of run)",
             ],
             rows,

@@ -38,7 +38,8 @@ if __package__ in (None, ""):
 
 from bench import common
 from debops_ci.archive.publish import publish
-from debops_ci.archive.session import Archive, SuiteSettings
+from debops_ci.archive.session import Archive
+from debops_ci.archive.settings import SuiteSettings
 from debops_ci.signing import Signer
 from debops_ci.storage import S3Store, open_store
 from tests.support.gpgkeys import GpgKey

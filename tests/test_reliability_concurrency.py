@@ -388,7 +388,9 @@ def test_ten_concurrent_publishers_lose_no_update(
     elapsed = time.monotonic() - started
     for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stdout + stderr
-    waits = [line for _out, err in outputs for line in err.splitlines() if "waiting" in line]
+    waits = [
+        line for _out, err in outputs for line in err.splitlines() if "waiting for the lock" in line
+    ]
     waited = sum("waiting for the lock" in stderr for _stdout, stderr in outputs)
     assert waited >= 1, outputs  # ten jobs and one lock per suite: someone waited
     for line in waits:  # ...and was told who held the lock, and since when
@@ -792,7 +794,14 @@ def test_a_publisher_killed_after_any_storage_operation_breaks_nothing(
         committed = place.exists(INRELEASE) and place.read(INRELEASE) != old_root
 
         verify = server.cli("verify", "--archive", place.location)
-        assert verify.returncode == 0, f"k={k} ({died_at}):\n{verify.output}"
+        errors = [line for line in verify.stdout.splitlines() if line.startswith("error:")]
+        if committed:
+            # Killed amid the copies for non-InRelease / by-hash-off clients: verify fails
+            # on exactly those (exit 4), and the rerun below repairs them.
+            assert verify.returncode in (0, 4), f"k={k} ({died_at}):\n{verify.output}"
+            assert all("debops-ci repair" in line for line in errors), (k, died_at, errors)
+        else:
+            assert verify.returncode == 0, f"k={k} ({died_at}):\n{verify.output}"
         warnings = [line for line in verify.stdout.splitlines() if line.startswith("warning:")]
 
         client: AptClient | None = None
@@ -821,8 +830,9 @@ def test_a_publisher_killed_after_any_storage_operation_breaks_nothing(
             clean_update(client)
             assert apt_view(client, scenario.names) == scenario.new_view, (k, died_at)
 
-        # A crash after the commit leaves the rerun nothing to do, so it finishes nothing:
-        # whatever is left is repaired by the next publish that changes the suite.
+        # A crash after the commit leaves the rerun nothing to add: it repairs torn copies
+        # first (verify_errors is empty above); what it leaves (a lock, landing files) is
+        # finished by the next publish that changes the suite.
         rerun_warnings = strings_in(result, "verify_warnings")
         leftovers = [f"verify: {warning_kind(w)}" for w in rerun_warnings]
         if place.exists(LOCK):

@@ -1,7 +1,8 @@
 """GnuPG at the edge: load the archive key, sign Release files, verify InRelease.
 
-Private key material only ever lives in a private GnuPG home (mode 0700) under a
-temporary directory that is removed on every exit path, SIGTERM included. Nothing
+Private key material only ever lives in a private GnuPG home (mode 0700), in memory
+where the machine allows ($XDG_RUNTIME_DIR, /dev/shm), removed on every exit path,
+SIGTERM included; after a SIGKILL, by the next run (each home records its owner). Nothing
 from GnuPG's stderr is echoed to the user: status codes are mapped to our own words.
 """
 
@@ -11,12 +12,15 @@ import atexit
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +30,31 @@ import gnupg
 
 from debops_ci.errors import ArchiveIntegrityError, SigningError, UsageError
 
+__all__ = [
+    "Signer",
+    "VerifiedRelease",
+    "Verifier",
+    "decode_key_env",
+    "generate_key",
+    "home_bases",
+    "install_sigterm_cleanup",
+    "private_gnupg_home",
+    "remove_dead_homes",
+    "unverified_clearsigned_content",
+]
+
 # python-gnupg logs command lines and GnuPG's stderr at DEBUG/INFO; keep it quiet.
 logging.getLogger("gnupg").setLevel(logging.CRITICAL)
 
 _live_homes: set[Path] = set()
+
+_HOME_PREFIX = "debops-gpg-"
+_OWNER_FILE = "owner"
+# gpg-agent's sockets live in the home: a unix socket path has ~107 bytes at most.
+_MAX_BASE_LENGTH = 64
+# A home without an owner record (made before records existed) is only removed when
+# this old: no run holds a key that long.
+_LEGACY_AGE_SECONDS = 24 * 3600
 
 
 def _remove_home(home: Path) -> None:
@@ -66,16 +91,117 @@ def install_sigterm_cleanup() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _is_private_dir(path: Path) -> bool:
+    """Ours alone: a directory owned by us that nobody else may enter."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _is_shared_tmpfs(path: Path) -> bool:
+    """A world-writable directory with the sticky bit: a private mkdtemp in it is safe."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and bool(st.st_mode & stat.S_ISVTX) and os.access(path, os.W_OK)
+
+
+def home_bases(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where private GnuPG homes are made, best first: `$XDG_RUNTIME_DIR` when it is
+    private, `/dev/shm` (both in memory, never on disk), then `/tmp`."""
+    env = os.environ if env is None else env
+    bases: list[Path] = []
+    runtime = env.get("XDG_RUNTIME_DIR", "")
+    if runtime.startswith("/") and _is_private_dir(Path(runtime)):
+        bases.append(Path(runtime))
+    if _is_shared_tmpfs(Path("/dev/shm")):
+        bases.append(Path("/dev/shm"))
+    bases.append(Path("/tmp"))
+    return [b for b in bases if len(str(b)) <= _MAX_BASE_LENGTH] or [Path("/tmp")]
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot), None if there is none."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat_line.rsplit(")", 1)[-1].split()
+    # After the command: state is field 3 of proc(5), starttime field 22.
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _owner_record() -> str:
+    return json.dumps(
+        {"pid": os.getpid(), "start": _process_start(os.getpid()), "pidns": _pid_namespace()}
+    )
+
+
+def _owner_is_gone(parent: Path) -> bool:
+    """Whether the run that made this home is provably dead (pid reuse included)."""
+    try:
+        owner = json.loads((parent / _OWNER_FILE).read_text())
+        pid, pidns = int(owner["pid"]), str(owner["pidns"])
+        start = None if owner["start"] is None else str(owner["start"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            age = time.time() - parent.stat().st_mtime
+        except OSError:
+            return False
+        return age > _LEGACY_AGE_SECONDS
+    if pidns != _pid_namespace():
+        return False  # another container's pids: we cannot tell
+    return _process_start(pid) != start
+
+
+def remove_dead_homes(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Remove the homes (and stop the gpg-agents) of runs that died without cleaning up,
+    SIGKILL for instance; return the homes removed. Homes of live runs are left alone."""
+    removed: list[Path] = []
+    ours = {home.parent for home in _live_homes}
+    for base in dict.fromkeys(home_bases(env)):
+        try:
+            candidates = list(base.glob(_HOME_PREFIX + "*"))
+        except OSError:
+            continue
+        for parent in candidates:
+            if parent in ours or parent.is_symlink() or not _is_private_dir(parent):
+                continue
+            if _owner_is_gone(parent):
+                _remove_home(parent / "g")
+                removed.append(parent)
+    return removed
+
+
 @contextlib.contextmanager
-def private_gnupg_home() -> Iterator[Path]:
-    """A throwaway GnuPG home. Short path: gpg-agent's socket path has a length limit."""
-    parent = Path(tempfile.mkdtemp(prefix="debops-gpg-", dir="/tmp"))
+def private_gnupg_home(env: Mapping[str, str] | None = None) -> Iterator[Path]:
+    """A throwaway GnuPG home, in memory where possible (see `home_bases`).
+
+    Its owner (pid, start time) is recorded beside it, so that a later run can remove
+    it if this one is killed; and this run first removes what dead runs left.
+    """
+    with contextlib.suppress(OSError):
+        remove_dead_homes(env)
+    parent = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=home_bases(env)[0]))
     home = parent / "g"
-    home.mkdir(mode=0o700)
-    os.chmod(parent, 0o700)
-    (home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
     _live_homes.add(home)
     try:
+        os.chmod(parent, 0o700)
+        (parent / _OWNER_FILE).write_text(_owner_record())
+        home.mkdir(mode=0o700)
+        (home / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
         yield home
     finally:
         _remove_home(home)

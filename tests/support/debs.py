@@ -8,8 +8,10 @@ debian-binary, control.tar.gz and data.tar.gz.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
+import lzma
 import os
 import random
 import tarfile
@@ -262,3 +264,71 @@ def parse_stanza(text: str) -> dict[str, str]:
 def parse_stanzas(text: str) -> list[dict[str, str]]:
     """Parse a deb822 file (Packages, dpkg status) into its stanzas."""
     return [parse_stanza(block) for block in text.split("\n\n") if block.strip()]
+
+
+# -- .deb containers member by member (dpkg's ar rules) ---------------------------------
+
+
+def _tar(members: Mapping[str, bytes], mtime: int) -> bytes:
+    """The uncompressed tar that `_tar_gz` compresses."""
+    return gzip.decompress(_tar_gz(members, mtime))
+
+
+def compress(data: bytes, compression: str) -> bytes:
+    """`data` compressed the way dpkg-deb names it: none, gz, xz, zst, bz2 or lzma."""
+    if compression == "none":
+        return data
+    if compression == "gz":
+        return gzip.compress(data, mtime=0)
+    if compression == "xz":
+        return lzma.compress(data)
+    if compression == "lzma":
+        return lzma.compress(data, format=lzma.FORMAT_ALONE)
+    if compression == "bz2":
+        return bz2.compress(data)
+    if compression == "zst":
+        return run(["zstd", "-q", "-c"], input=data).stdout
+    raise ValueError(f"unknown compression {compression!r}")
+
+
+def member_name(base: str, compression: str) -> str:
+    """`control.tar` + `.gz` etc. (nothing for `none`)."""
+    return base if compression == "none" else f"{base}.{compression}"
+
+
+def control_member(
+    control_text: str = "Package: hello\nVersion: 1.0\nArchitecture: all\n",
+    compression: str = "gz",
+    extra: Mapping[str, bytes] | None = None,
+) -> tuple[str, bytes]:
+    """A `control.tar[.ext]` ar member holding `./control` (and `extra` members)."""
+    tar = _tar({"control": control_text.encode(), **(extra or {})}, SOURCE_DATE_EPOCH)
+    return member_name("control.tar", compression), compress(tar, compression)
+
+
+def data_member(
+    files: Mapping[str, bytes] | None = None, compression: str = "gz"
+) -> tuple[str, bytes]:
+    """A `data.tar[.ext]` ar member holding `files` (default: one doc file)."""
+    content = files if files is not None else {"usr/share/doc/hello/hello": b"hello\n"}
+    tar = _tar(content, SOURCE_DATE_EPOCH)
+    return member_name("data.tar", compression), compress(tar, compression)
+
+
+def write_members(path: Path, members: Sequence[tuple[str, bytes]]) -> Path:
+    """A .deb made of exactly these ar members, in this order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(ar_archive(members))
+    return path
+
+
+def dpkg_accepts(path: Path) -> tuple[bool, str]:
+    """Whether dpkg would install this file: `dpkg-deb -I` reads the control part,
+    `dpkg-deb --fsys-tarfile` the data part (what `dpkg -i` does), and dpkg's words."""
+    messages = []
+    for args in (["--info"], ["--fsys-tarfile"]):
+        proc = run(["dpkg-deb", *args, str(path)], check=False)
+        if proc.returncode != 0:
+            messages.append(proc.stderr.decode(errors="replace").strip())
+            return False, " / ".join(messages)
+    return True, ""

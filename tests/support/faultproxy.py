@@ -20,7 +20,8 @@ Actions:
 Selection: `method` (exact) and `key` (regular expression searched in the object key,
 the path after the bucket, unquoted) narrow the matching requests; of those, `first=N`
 fires on the first N, `every=K` on every Kth, neither on all. The first fault that
-fires wins. `strip_conditions = True` removes If-None-Match/If-Match from every
+fires wins. `latency` (seconds) delays every request, as a distant S3 region would.
+`strip_conditions = True` removes If-None-Match/If-Match from every
 forwarded request: a server that silently ignores conditional writes.
 
 Every request is recorded (`requests`), with the fault applied, so tests can assert
@@ -34,6 +35,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -154,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- answering ----------------------------------------------------------------
 
     def _handle(self) -> None:
+        if self.proxy.latency:
+            time.sleep(self.proxy.latency)  # a real region's round trip, before anything
         body = self._read_body()
         bucket, key, query = self._split_path()
         fault = self.proxy._choose(self.command, key)
@@ -270,6 +274,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.requests: list[ProxiedRequest] = []
         self.strip_conditions = False
+        self.latency = 0.0  # seconds added to every request (emulates a distant region)
         self._lock = threading.Lock()
         self._released = threading.Event()
         handler = type("Handler", (_Handler,), {"proxy": self})

@@ -80,7 +80,8 @@ def publish_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
 
     from debops_ci.archive.publish import publish
-    from debops_ci.archive.session import Archive, SuiteSettings
+    from debops_ci.archive.session import Archive
+    from debops_ci.archive.settings import SuiteSettings
     from debops_ci.archive.verify import verify
     from debops_ci.errors import DebopsError
     from debops_ci.signing import Signer
@@ -114,7 +115,8 @@ def publish_main(argv: Sequence[str]) -> int:
         if args.hold_after and occurrence == args.hold_after:
             armed = True
 
-    store = open_store(args.archive, observer=observer)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    store = open_store(args.archive, endpoint_url=endpoint, observer=observer)
     settings = SuiteSettings(suite=args.suite, component=args.component)
     try:
         with (
@@ -122,7 +124,6 @@ def publish_main(argv: Sequence[str]) -> int:
             Archive(
                 store,
                 signer=signer,
-                env=os.environ,
                 log=_say,
                 lock_timeout=args.lock_timeout,
                 lease_seconds=args.lease,
@@ -143,8 +144,8 @@ def publish_main(argv: Sequence[str]) -> int:
         "present": [" ".join(p.key) for p in result.already_present],
         "attempts": result.attempts,
         "operations": len(published),
-        "verify_errors": report.errors if report else None,
-        "verify_warnings": report.warnings if report else None,
+        "verify_errors": [str(f) for f in report.errors] if report else None,
+        "verify_warnings": [str(f) for f in report.warnings] if report else None,
     }
     print("RESULT " + json.dumps(summary), flush=True)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -123,20 +124,25 @@ def new_tmp_files(since: float, *, deep: bool = False, tmp: Path = Path("/tmp"))
                 st = path.lstat()
             except OSError:
                 continue
-            if path.is_file() and not path.is_symlink() and st.st_mtime >= since - 1:
+            # From the lstat: a second look (is_file) may hit a chroot's /proc (EACCES).
+            if stat.S_ISREG(st.st_mode) and st.st_mtime >= since - 1:
                 found.append(path)
     return found
 
 
-def gnupg_homes_holding(key: GpgKey, tmp: Path = Path("/tmp")) -> set[Path]:
+def gnupg_homes_holding(key: GpgKey, tmp: Path | None = None) -> set[Path]:
     """debops-ci's private GnuPG homes that hold this key (other processes' are ignored).
 
     Both kinds of home keep the key's fingerprint in their keybox: the signer's (with the
-    private key) and the verifier's (public key only).
+    private key) and the verifier's (public key only). Without `tmp`, every place
+    debops-ci makes homes in (`$XDG_RUNTIME_DIR`, /dev/shm, /tmp) is searched.
     """
+    from debops_ci.signing import home_bases
+
     wanted = bytes.fromhex(key.fingerprint)
     homes: set[Path] = set()
-    for home in tmp.glob(GPG_HOME_GLOB):
+    bases = [tmp] if tmp is not None else home_bases()
+    for home in (h for base in bases for h in base.glob(GPG_HOME_GLOB)):
         try:
             if any(wanted in f.read_bytes() for f in home.rglob("*.kbx") if f.is_file()):
                 homes.add(home)

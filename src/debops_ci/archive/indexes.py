@@ -39,6 +39,47 @@ class PackageEntry:
         return (self.package, self.version, self.architecture)
 
 
+PHASED_FIELD = "Phased-Update-Percentage"
+
+
+def with_field(entry: PackageEntry, name: str, value: str | None) -> PackageEntry:
+    """The entry with field `name` set to `value` (None: removed), other fields untouched.
+
+    A new field goes at the end, where apt-ftparchive puts fields it does not order; an
+    existing one keeps its place.
+    """
+    lines = entry.text.split("\n")
+    out: list[str] = []
+    replaced = False
+    skipping = False
+    lower = name.lower()
+    for line in lines:
+        if skipping and line[:1] in (" ", "\t"):
+            continue  # a continuation line of the field being replaced
+        skipping = False
+        field_name, sep, _ = line.partition(":")
+        if sep and line[:1] not in (" ", "\t") and field_name.lower() == lower:
+            skipping = True
+            if value is not None and not replaced:
+                out.append(f"{name}: {value}")
+            replaced = True
+            continue
+        out.append(line)
+    if value is not None and not replaced:
+        out.append(f"{name}: {value}")
+    return parse_stanza("\n".join(out), entry.filename)
+
+
+def field_value(entry: PackageEntry, name: str) -> str | None:
+    """The value of a single-line field of the stanza, or None."""
+    lower = name.lower()
+    for line in entry.text.split("\n"):
+        field_name, sep, value = line.partition(":")
+        if sep and line[:1] not in (" ", "\t") and field_name.lower() == lower:
+            return value.strip()
+    return None
+
+
 def parse_stanza(text: str, where: str) -> PackageEntry:
     found: dict[str, str] = {}
     for line in text.split("\n"):

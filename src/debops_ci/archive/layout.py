@@ -13,10 +13,6 @@ SUITE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 COMPONENT_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
 
 
-def suite_dir(suite: str) -> str:
-    return f"dists/{suite}"
-
-
 def inrelease_key(suite: str) -> str:
     return f"dists/{suite}/InRelease"
 

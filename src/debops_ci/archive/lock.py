@@ -17,13 +17,13 @@ import os
 import random
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from debops_ci.archive import layout
+from debops_ci.clock import SYSTEM_CLOCK, Clock
 from debops_ci.errors import LockTimeoutError
 from debops_ci.storage import NotFound, PreconditionFailed, Store
 
@@ -75,16 +75,6 @@ class LockHolder:
         return False
 
 
-def describe_ci_run(env: Mapping[str, str]) -> str:
-    if env.get("GITHUB_RUN_ID"):
-        server = env.get("GITHUB_SERVER_URL", "https://github.com")
-        return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
-    for name in ("CI_JOB_URL", "CIRCLE_BUILD_URL", "BUILD_URL"):
-        if env.get(name):
-            return env[name]
-    return ""
-
-
 def parse_holder(data: bytes, etag: str, last_modified: float, lease: float) -> LockHolder:
     """Our JSON body, or the original tool's empty lock (its age then stands for the lease)."""
     try:
@@ -122,11 +112,13 @@ class SuiteLock:
         store: Store,
         suite: str,
         *,
-        env: Mapping[str, str],
+        run: str = "",
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         log: Callable[[str], None] = lambda _msg: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """`run` says which CI run holds the lock (a URL), for whoever waits on it."""
         self.store = store
         self.suite = suite
         self.key = layout.lock_key(suite)
@@ -134,12 +126,12 @@ class SuiteLock:
         self.timeout = timeout_seconds
         self.log = log
         self.token = uuid.uuid4().hex
-        self.run = describe_ci_run(env)
+        self.run = run
+        self.clock = clock
         self._etag: str | None = None
         self._acquired = 0.0
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
-        self._lost = False
         self._guard = threading.Lock()
 
     # -- the body we write ------------------------------------------------------
@@ -157,7 +149,7 @@ class SuiteLock:
             "pid": os.getpid(),
             "run": self.run,
             "acquired": self._acquired,
-            "expires": time.time() + self.lease,
+            "expires": self.clock.time() + self.lease,
             "token": self.token,
         }
         return json.dumps(body, sort_keys=True).encode() + b"\n"
@@ -174,12 +166,17 @@ class SuiteLock:
 
     # -- acquire / renew / release ---------------------------------------------
 
-    def acquire(self) -> None:
-        deadline = time.monotonic() + self.timeout
+    def acquire(self, *, give_up: Callable[[], bool] | None = None) -> bool:
+        """Take the lock, waiting for a live holder; True once held.
+
+        `give_up` is asked after each look at a live holder: True stops waiting and
+        returns False (group commit: the holder committed our work for us).
+        """
+        deadline = self.clock.monotonic() + self.timeout
         delay = 0.1
         last_said = ""
         while True:
-            self._acquired = time.time()
+            self._acquired = self.clock.time()
             try:
                 self._etag = self.store.put(self.key, self._body(), create_only=True)
                 break
@@ -192,7 +189,7 @@ class SuiteLock:
                 # Our own create succeeded but its answer was lost; the retry saw it.
                 self._etag = holder.etag
                 break
-            expired = holder.expires < time.time()
+            expired = holder.expires < self.clock.time()
             if holder.is_provably_gone() or expired:
                 reason = "its process is gone" if not expired else "its lease expired"
                 try:
@@ -201,7 +198,7 @@ class SuiteLock:
                     break
                 except (PreconditionFailed, NotFound):
                     continue  # someone else took it over (or released it) first
-            if time.monotonic() > deadline:
+            if self.clock.monotonic() > deadline:
                 raise LockTimeoutError(
                     f"dists/{self.suite} is locked by {holder.description}; gave up after "
                     f"{self.timeout:.0f} s. If that job is gone, run "
@@ -211,35 +208,40 @@ class SuiteLock:
             if said != last_said:
                 self.log(said)
                 last_said = said
-            time.sleep(delay * (0.5 + random.random()))
+            if give_up is not None and give_up():
+                return False
+            self.clock.sleep(delay * (0.5 + random.random()))
             # A short cap: a long backoff leaves the lock idle while others wait.
-            delay = min(delay * 1.6, 0.8)
+            delay = min(delay * 1.6, 0.4 if give_up is not None else 0.8)
         # Hide the original tool's "unlocked" marker while we hold the lock.
         self.store.delete(layout.nolock_key(self.suite))
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
         self._renewer.start()
+        return True
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.lease / 3):
-            with self._guard:
-                if self._etag is None:
-                    return
-                try:
-                    self._etag = self.store.put(self.key, self._body(), if_match=self._etag)
-                except (PreconditionFailed, NotFound):
-                    self._lost = True
-                    self.log(
-                        f"lost the lock on dists/{self.suite} (taken over by another "
-                        "publisher); the final conditional commit still protects the archive"
-                    )
-                    return
-                except Exception:  # a transient failure: the next renewal retries
-                    continue
+            if not self.renew():
+                return
 
-    @property
-    def lost(self) -> bool:
-        return self._lost
+    def renew(self) -> bool:
+        """Extend the lease once; False when the lock is no longer ours (stop renewing)."""
+        with self._guard:
+            if self._etag is None:
+                return False
+            try:
+                self._etag = self.store.put(self.key, self._body(), if_match=self._etag)
+            except (PreconditionFailed, NotFound):
+                self._etag = None
+                self.log(
+                    f"lost the lock on dists/{self.suite} (taken over by another "
+                    "publisher); the final conditional commit still protects the archive"
+                )
+                return False
+            except Exception:  # a transient failure: the next renewal retries
+                return True
+            return True
 
     def release(self) -> None:
         self._stop.set()
@@ -284,7 +286,7 @@ class SuiteLock:
 
 def break_lock(store: Store, suite: str, lease: float = DEFAULT_LEASE_SECONDS) -> LockHolder | None:
     """`debops-ci unlock`: remove whoever holds the lock; return who that was."""
-    lock = SuiteLock(store, suite, env={}, lease_seconds=lease)
+    lock = SuiteLock(store, suite, lease_seconds=lease)
     holder = lock.read_holder()
     if holder is None:
         return None

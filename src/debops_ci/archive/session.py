@@ -3,52 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import TracebackType
 
 from debops_ci.archive import layout
 from debops_ci.archive.lock import DEFAULT_LEASE_SECONDS, DEFAULT_TIMEOUT_SECONDS, SuiteLock
 from debops_ci.archive.state import SuiteState, read_suite
+from debops_ci.clock import SYSTEM_CLOCK, Clock
 from debops_ci.errors import UsageError
 from debops_ci.signing import Signer, Verifier
-from debops_ci.storage import LocalStore, NotFound, S3Store, Store
+from debops_ci.storage import NotFound, Store
 from debops_ci.storage.probe import require_conditional_writes
 
+__all__ = ["Archive", "Log"]
+
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class SuiteSettings:
-    """What a publish writes into a suite's Release. None: keep what the suite has."""
-
-    suite: str = "unstable"
-    component: str = "main"
-    origin: str | None = None
-    label: str | None = None
-    default_arch: str = "amd64"
-    valid_days: int | None = None
-    description: str | None = None
-    # Refuse a suite whose Date is older: the last Date this publisher saw (rollback).
-    not_older_than: datetime | None = None
-
-    def check(self) -> None:
-        layout.check_suite_name(self.suite)
-        layout.check_component_name(self.component)
-        for name, value in (
-            ("--origin", self.origin),
-            ("--label", self.label),
-            ("--description", self.description),
-        ):
-            if value is not None:
-                layout.check_single_line(name, value)
-                if not value:
-                    raise UsageError(f"{name} must not be empty")
-        if not layout.COMPONENT_RE.match(self.default_arch):
-            raise UsageError(f"invalid --arch {self.default_arch!r}")
-        if self.valid_days is not None and self.valid_days <= 0:
-            raise UsageError("--valid-days must be a positive number of days")
 
 
 class Archive:
@@ -62,16 +32,22 @@ class Archive:
         trusted_keys: list[str] | None = None,
         force: bool = False,
         allow_unsafe_store: bool = False,
-        env: Mapping[str, str] | None = None,
+        run: str = "",
         log: Log = lambda _msg: None,
         lock_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Clock = SYSTEM_CLOCK,
+        public_url: str | None = None,
     ) -> None:
+        """`run`: a link to the CI run, shown to publishers waiting on our lock.
+        `public_url`: where clients read the archive, for its pages (else derived)."""
         self.store = store
         self.signer = signer
         self.force = force
         self.allow_unsafe_store = allow_unsafe_store
-        self.env = dict(env or {})
+        self.run = run
+        self.clock = clock
+        self.public_url = public_url
         self.log = log
         self.lock_timeout = lock_timeout
         self.lease_seconds = lease_seconds
@@ -131,22 +107,22 @@ class Archive:
             ),
         )
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.time(), UTC)
+
     def require_existing(self) -> None:
-        """Read-only commands on a local path that does not exist say so plainly."""
-        if isinstance(self.store, LocalStore) and not self.store.root.is_dir():
-            raise UsageError(f"no archive at {self.store.root}: check --archive")
-        if isinstance(self.store, S3Store) and not self.store.bucket_exists():
+        """Read-only commands on an archive that does not exist say so plainly."""
+        if not self.store.exists():
             raise UsageError(
-                f"bucket {self.store.bucket!r} does not exist: check --archive/--bucket-name"
+                f"no archive at {self.store.describe()}: check --archive/--bucket-name"
             )
 
     def ensure_writable(self) -> None:
         """Once per run: create a local root, or prove an S3 server honours conditions."""
         if self._writable_checked:
             return
-        if isinstance(self.store, LocalStore):
-            self.store.ensure_root()
-        else:
+        self.store.prepare_writes()
+        if self.store.capabilities.probe_conditional_writes:
             require_conditional_writes(self.store, allow_unsafe=self.allow_unsafe_store)
         self._writable_checked = True
 
@@ -154,10 +130,11 @@ class Archive:
         return SuiteLock(
             self.store,
             suite,
-            env=self.env,
+            run=self.run,
             lease_seconds=self.lease_seconds,
             timeout_seconds=self.lock_timeout,
             log=self.log,
+            clock=self.clock,
         )
 
     def require_signer(self) -> Signer:

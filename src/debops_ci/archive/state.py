@@ -31,6 +31,7 @@ class SuiteState:
     release: ParsedRelease | None = None
     components: dict[str, list[PackageEntry]] = field(default_factory=dict)
     signed_by: str = ""
+    content: bytes = b""  # the signed Release text inside InRelease
 
     @property
     def exists(self) -> bool:
@@ -130,7 +131,7 @@ def read_suite(
             f"{where} describes suite {named!r}, not {suite!r}: the file was copied or "
             "tampered with"
         )
-    state = SuiteState(suite, root, release, signed_by=signed_by)
+    state = SuiteState(suite, root, release, signed_by=signed_by, content=content)
     state.writes_plain_index = stores_plain_index(store, suite, release)
     chosen = chosen_indexes(release)
 

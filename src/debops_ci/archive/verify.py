@@ -1,8 +1,10 @@
 """`verify`: check an archive the way a suspicious apt client would, and then some.
 
-Errors make the archive unusable or untrustworthy (bad signature, an index or a .deb
-that does not match its hash, a rolled-back root). Warnings are repairable leftovers
-(stale plain copies after an interrupted publish, unreferenced files).
+Errors make the archive unusable or untrustworthy for some client (bad signature, an
+index or a .deb that does not match its hash, a rolled-back or expired root, a torn or
+stale copy that clients without by-hash or InRelease would read). Warnings are
+harmless leftovers (unreferenced files, a first publish still running); `gc` and a
+rerun clear them.
 """
 
 from __future__ import annotations
@@ -26,18 +28,53 @@ from debops_ci.archive.state import index_key
 from debops_ci.errors import DebopsError
 from debops_ci.storage import NotFound, Store
 
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: what kind, where, and what to know about it."""
+
+    severity: str  # ERROR or WARNING
+    kind: str  # e.g. "missing", "hash-mismatch", "signature", "torn-copy", "unreferenced"
+    path: str  # the archive key it is about
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
 
 @dataclass
 class VerifyReport:
     suites: list[str] = field(default_factory=list)
     packages: int = 0
     files_checked: int = 0
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == WARNING]
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def error(self, kind: str, path: str, message: str) -> None:
+        self.findings.append(Finding(ERROR, kind, path, _strip(path, message)))
+
+    def warning(self, kind: str, path: str, message: str) -> None:
+        self.findings.append(Finding(WARNING, kind, path, _strip(path, message)))
+
+
+def _strip(path: str, message: str) -> str:
+    """Messages of errors raised elsewhere often start with the path already."""
+    prefix = f"{path}: "
+    return message[len(prefix) :] if path and message.startswith(prefix) else message
 
 
 def _matches(data: bytes, listed: ListedFile) -> bool:
@@ -58,37 +95,40 @@ def _check_indexes(
         except NotFound:
             sibling = _compressed_sibling(store, suite, release, path)
             if sibling is None:
-                report.errors.append(f"{key}: listed in InRelease but missing")
+                report.error("missing", key, "listed in InRelease but missing")
                 continue
             # Like Debian, an uncompressed index may be listed but not stored: its
             # listed hash must then match the decompressed sibling.
             data = sibling
             if not _matches(data, listed):
-                report.errors.append(
-                    f"dists/{suite}/{path}: the compressed indexes do not decompress to the "
-                    "listed hash (tampered?)"
+                report.error(
+                    "hash-mismatch",
+                    f"dists/{suite}/{path}",
+                    "the compressed indexes do not decompress to the listed hash (tampered?)",
                 )
             continue
         report.files_checked += 1
         if not _matches(data, listed):
-            report.errors.append(f"{key}: does not match its hash in InRelease (tampered?)")
+            report.error("hash-mismatch", key, "does not match its hash in InRelease (tampered?)")
             continue
         if release.by_hash:
             plain = layout.in_suite(suite, path)
             try:
                 if store.get(plain).data != data:
-                    report.warnings.append(
-                        f"{plain}: stale plain copy (clients use by-hash; the next publish "
-                        "rewrites it)"
+                    report.error(
+                        "torn-copy",
+                        plain,
+                        "stale plain copy: clients with by-hash off and mirrors read it; "
+                        "run `debops-ci repair`",
                     )
             except NotFound:
-                report.warnings.append(f"{plain}: plain copy missing")
+                report.error("torn-copy", plain, "plain copy missing; run `debops-ci repair`")
         if "/binary-" in path and path.rsplit("/", 1)[1].startswith("Packages"):
             try:
                 for entry in parse_packages(decompress(path, data), key):
                     entries.setdefault(entry.key, entry)
             except DebopsError as exc:
-                report.errors.append(str(exc))
+                report.error("index", key, str(exc))
     return list(entries.values())
 
 
@@ -109,15 +149,16 @@ def _compressed_sibling(
     return None
 
 
-def _check_pool_file(archive: Archive, entry: PackageEntry) -> str | None:
+def _check_pool_file(archive: Archive, entry: PackageEntry) -> tuple[str, str] | None:
+    """(kind, message) of what is wrong with a pool file, or None."""
     try:
         data = archive.store.get(entry.filename).data
     except NotFound:
-        return f"{entry.filename}: missing ({entry.package} {entry.version} {entry.architecture})"
+        return "missing", f"missing ({entry.package} {entry.version} {entry.architecture})"
     if len(data) != entry.size:
-        return f"{entry.filename}: size {len(data)} but the index says {entry.size} (replaced?)"
+        return "hash-mismatch", f"size {len(data)} but the index says {entry.size} (replaced?)"
     if entry.sha256 and hashlib.sha256(data).hexdigest() != entry.sha256:
-        return f"{entry.filename}: SHA256 does not match the index (replaced or corrupt)"
+        return "hash-mismatch", "SHA256 does not match the index (replaced or corrupt)"
     return None
 
 
@@ -136,44 +177,59 @@ def verify_suite(
     try:
         signed = store.get(layout.inrelease_key(suite)).data
     except NotFound:
-        report.errors.append(f"{where}: missing")
+        report.error("missing", where, "missing")
         return set()
     if verifier is None:
-        report.errors.append(f"{where}: --force given, signature not checked")
+        report.error("signature", where, "--force given, signature not checked")
         return set()
     try:
         content = verifier.verify_clearsigned(signed, where).content
         release = parse_release(content, where)
     except DebopsError as exc:
-        report.errors.append(str(exc))
+        report.error("signature", where, str(exc))
         return set()
     report.suites.append(suite)
     date = release.date
     problem = rolled_back(date, not_older_than)
     if problem:
-        report.errors.append(f"{where}: {problem}")
+        report.error("rolled-back", where, problem)
     valid_until = release.get("Valid-Until")
     if valid_until:
         expiry = parse_date(valid_until)
         if expiry is not None and expiry < datetime.now(UTC):
-            report.errors.append(f"{where}: expired (Valid-Until {valid_until})")
+            report.error(
+                "expired", where, f"expired (Valid-Until {valid_until}); run `debops-ci resign`"
+            )
     try:
         plain_release = store.get(layout.release_key(suite)).data
         if plain_release != content:
-            report.warnings.append(f"dists/{suite}/Release: differs from InRelease (stale copy)")
+            report.error(
+                "torn-copy",
+                f"dists/{suite}/Release",
+                "differs from InRelease (stale copy); run `debops-ci repair`",
+            )
         else:
             gpg_sig = store.get(layout.release_gpg_key(suite)).data
             if not verifier.verify_detached(plain_release, gpg_sig):
-                report.warnings.append(f"dists/{suite}/Release.gpg: does not verify Release")
+                report.error(
+                    "torn-copy",
+                    f"dists/{suite}/Release.gpg",
+                    "does not verify Release; run `debops-ci repair`",
+                )
     except NotFound:
-        report.warnings.append(f"dists/{suite}/Release or Release.gpg: missing")
+        report.error(
+            "torn-copy",
+            f"dists/{suite}/Release",
+            "Release or Release.gpg missing; run `debops-ci repair`",
+        )
     entries = _check_indexes(archive, suite, release, report)
     report.packages += len(entries)
     if check_files:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for problem in pool.map(lambda e: _check_pool_file(archive, e), entries):
-                if problem:
-                    report.errors.append(problem)
+            checks = pool.map(lambda e: _check_pool_file(archive, e), entries)
+            for entry, found in zip(entries, checks, strict=True):
+                if found:
+                    report.error(found[0], entry.filename, found[1])
         report.files_checked += len(entries)
     return {e.filename for e in entries}
 
@@ -201,9 +257,10 @@ def verify(
         if not suites and _never_committed(archive.store, suite):
             # A first publish into this suite holds its lock or died before its commit:
             # apt sees no suite yet, and rerunning that publish creates it.
-            report.warnings.append(
-                f"dists/{suite}/: no InRelease yet (its first publish is running or was "
-                "interrupted)"
+            report.warning(
+                "unfinished-suite",
+                f"dists/{suite}/",
+                "no InRelease yet (its first publish is running or was interrupted)",
             )
             continue
         referenced |= verify_suite(
@@ -214,5 +271,7 @@ def verify(
         for prefix in ("pool/", "dists/"):
             for info in archive.store.list_objects(prefix):
                 if info.key.endswith(".deb") and info.key not in referenced:
-                    report.warnings.append(f"{info.key}: not referenced by any suite")
+                    report.warning(
+                        "unreferenced", info.key, "not referenced by any suite (`gc` removes it)"
+                    )
     return report

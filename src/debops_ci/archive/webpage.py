@@ -1,74 +1,904 @@
-"""The archive's front door: its public key and an index.html saying how to use it."""
+"""The archive's web pages: a root page listing the suites, a page per suite, the key.
+
+- `dists/<suite>/index.html`: every package of the suite, every version (newest first in
+  Debian order), architecture, size and the date it first appeared; a filter box; the
+  exact lines that add this suite to a machine, with copy buttons.
+- `index.html`: the suites with a summary each, and the same setup lines.
+
+Both are static HTML with relative links (they work from file://, an S3 website and
+`debops-ci serve`), readable without JavaScript (the script only adds the filter and
+the copy buttons), light and dark, with no external assets (a Content-Security-Policy
+with the hashes of the one inline style and script forbids anything else).
+
+Kept up to date without reading the archive: the suite page is rendered from the new
+state the committing code already holds, plus one small data file per suite,
+`dists/<suite>/.debops-pages.json`, which remembers when each package/version/arch first
+appeared (one GET and one PUT per commit). `dists/<suite>/.debops-summary.json` is the
+suite's summary the root page is rendered from: the root page costs one listing of
+`dists/` and one small GET per suite.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
-from typing import TYPE_CHECKING
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 from debops_ci.archive import layout
+from debops_ci.archive.indexes import PackageEntry
 from debops_ci.archive.release import parse_release
-from debops_ci.errors import DebopsError
+from debops_ci.debian.version import Version, version_sort_key
+from debops_ci.errors import DebopsError, UsageError
 from debops_ci.signing import unverified_clearsigned_content
-from debops_ci.storage import NotFound
+from debops_ci.storage import NotFound, PreconditionFailed, Store
 
 if TYPE_CHECKING:
     from debops_ci.archive.session import Archive
 
+__all__ = [
+    "FirstSeen",
+    "RecentUpload",
+    "SetupLines",
+    "SuiteSummary",
+    "archive_slug",
+    "check_public_url",
+    "pages_data_key",
+    "publish_archive_page",
+    "publish_landing_files",
+    "publish_suite_page",
+    "render_archive_page",
+    "render_suite_page",
+    "resolve_public_url",
+    "setup_lines",
+    "suite_page_key",
+    "summary_key",
+]
 
-def suite_components(archive: Archive, suite: str) -> list[str]:
-    """For display only, so the signature is not checked here."""
-    try:
-        signed = archive.store.get(layout.inrelease_key(suite)).data
-        content = unverified_clearsigned_content(signed, suite)
-        return parse_release(content, suite).components or ["main"]
-    except (NotFound, DebopsError):
-        return ["main"]
+_FORMAT = 1
+_RECENT = 8  # how many latest uploads a summary and a suite page show
+_MAX_DATA_ATTEMPTS = 5  # compare-and-swap retries on the data file
+_SLUG_MAX = 64
+_JSON = "application/json"
+_HTML = "text/html; charset=utf-8"
 
 
-def render_index_html(base_url: str | None, suites: dict[str, list[str]]) -> str:
-    url = base_url or "<URL of this archive>"
-    keyring = "/etc/apt/keyrings/debops-ci-archive.asc"
-    lines = [
-        f"sudo curl -fsSL {url}/{layout.PUBLIC_KEY_ASC} -o {keyring}",
-    ]
-    for suite, components in sorted(suites.items()):
-        lines.append(
-            f'echo "deb [signed-by={keyring}] {url} {suite} {" ".join(components)}" | '
-            f"sudo tee /etc/apt/sources.list.d/debops-ci-{suite}.list"
+def suite_page_key(suite: str) -> str:
+    return layout.in_suite(suite, "index.html")
+
+
+def pages_data_key(suite: str) -> str:
+    return layout.in_suite(suite, ".debops-pages.json")
+
+
+def summary_key(suite: str) -> str:
+    return layout.in_suite(suite, ".debops-summary.json")
+
+
+# -- the archive's public name ---------------------------------------------------------
+
+
+def check_public_url(url: str) -> str:
+    """A `--public-url` value without its trailing slash; UsageError when unusable."""
+    parsed = urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https", "file") or (
+        parsed.scheme != "file" and not parsed.hostname
+    ):
+        raise UsageError(
+            f"invalid --public-url {url!r}: give the URL apt reads the archive from, "
+            "e.g. https://apt.example.com/debian"
         )
-    lines.append("sudo apt-get update")
-    commands = html.escape("\n".join(lines))
-    items = "\n".join(
-        f"<li><code>{html.escape(s)}</code>: {html.escape(' '.join(c))}</li>"
-        for s, c in sorted(suites.items())
+    if any(c.isspace() or c in "\"'`$\\<>" for c in url.strip()):
+        raise UsageError(f"invalid --public-url {url!r}: it must not contain spaces or quotes")
+    return url.strip().rstrip("/")
+
+
+def resolve_public_url(store: Store, public_url: str | None) -> str:
+    """The URL clients use: the one given, else the store's own, else file://<root>."""
+    if public_url:
+        return check_public_url(public_url)
+    root = store.capabilities.local_root
+    if root is not None:
+        return f"file://{quote(str(root))}"
+    return (store.public_url() or store.describe()).rstrip("/")
+
+
+_AWS_VIRTUAL_HOST = re.compile(r"^(?P<bucket>.+)\.s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
+_AWS_PATH_HOST = re.compile(r"^s3(?:[.-][a-z0-9-]+)*\.amazonaws\.com$")
+
+
+def archive_slug(url: str) -> str:
+    """A file-name-safe name for this archive on a client, unique per archive URL.
+
+    From the host (an AWS bucket host gives just the bucket) and the path:
+    `https://acme-deb.s3.eu-west-1.amazonaws.com` -> `acme-deb`,
+    `file:///srv/apt/pr` -> `srv-apt-pr`. Only `[a-z0-9.-]`, because apt silently
+    ignores a `sources.list.d` file whose name has other characters.
+    """
+    parsed = urlsplit(url)
+    host = (parsed.hostname or "").lower()
+    parts: list[str] = []
+    virtual = _AWS_VIRTUAL_HOST.match(host)
+    if virtual:
+        parts.append(virtual["bucket"])
+    elif host and not _AWS_PATH_HOST.match(host):
+        parts.append(host)
+        if parsed.port:
+            parts.append(str(parsed.port))
+    parts += [p for p in parsed.path.split("/") if p]
+    slug = re.sub(r"[^a-z0-9.]+", "-", "-".join(parts).lower())
+    slug = re.sub(r"\.{2,}", ".", slug).strip("-.")
+    if len(slug) > _SLUG_MAX:
+        # Keep it unique: two long URLs sharing a prefix still get different names.
+        digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+        slug = f"{slug[: _SLUG_MAX - 9].rstrip('-.')}-{digest}"
+    return slug or "debops-ci-archive"
+
+
+@dataclass(frozen=True)
+class SetupLines:
+    """The shell lines that add one suite of this archive to a Debian/Ubuntu machine."""
+
+    keyring: str
+    list_file: str
+    sources_line: str  # the `deb ...` line itself
+    commands: tuple[str, ...]  # what to paste, in order
+
+
+def setup_lines(url: str, suite: str, components: Sequence[str]) -> SetupLines:
+    slug = archive_slug(url)
+    keyring = f"/etc/apt/keyrings/{slug}.asc"
+    list_file = f"/etc/apt/sources.list.d/{slug}.list"
+    deb = f"deb [signed-by={keyring}] {url} {suite} {' '.join(components or ['main'])}"
+    return SetupLines(
+        keyring=keyring,
+        list_file=list_file,
+        sources_line=deb,
+        commands=(
+            "sudo install -d -m 0755 /etc/apt/keyrings",
+            f"sudo curl -fsSL {shlex.quote(f'{url}/{layout.PUBLIC_KEY_ASC}')} -o {keyring}",
+            f"echo {shlex.quote(deb)} | sudo tee {list_file}",
+            "sudo apt-get update",
+        ),
     )
+
+
+# -- the data behind the pages -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FirstSeen:
+    """When a package/version/arch first appeared in a suite.
+
+    `exact` is False for entries that were already there when the suite got its first
+    page: they appeared on or before `date`.
+    """
+
+    date: datetime
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class RecentUpload:
+    component: str
+    package: str
+    version: str
+    architecture: str
+    first_seen: FirstSeen
+
+
+@dataclass(frozen=True)
+class SuiteSummary:
+    """What the root page shows of one suite (`dists/<suite>/.debops-summary.json`)."""
+
+    suite: str
+    date: datetime | None
+    components: tuple[str, ...]
+    architectures: tuple[str, ...]
+    packages: int | None = None  # distinct names; None: unknown (no page yet)
+    files: int | None = None  # package/version/arch entries
+    size: int | None = None  # bytes of all .deb files
+    recent: tuple[RecentUpload, ...] = ()
+    has_page: bool = True
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": _FORMAT,
+            "suite": self.suite,
+            "date": _iso(self.date) if self.date else None,
+            "components": list(self.components),
+            "architectures": list(self.architectures),
+            "packages": self.packages,
+            "files": self.files,
+            "size": self.size,
+            "recent": [
+                [r.component, r.package, r.version, r.architecture, _iso(r.first_seen.date)]
+                + ([] if r.first_seen.exact else [False])
+                for r in self.recent
+            ],
+        }
+        return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, suite: str) -> SuiteSummary:
+        """Raises ValueError (and its kin) on anything malformed."""
+        body = json.loads(data)
+        if body.get("format") != _FORMAT or body.get("suite") != suite:
+            raise ValueError("not a summary of this suite")
+        recent = tuple(
+            RecentUpload(
+                str(r[0]), str(r[1]), str(r[2]), str(r[3]), FirstSeen(_parse_iso(r[4]), len(r) < 6)
+            )
+            for r in body.get("recent", [])
+        )
+        date = body.get("date")
+        return cls(
+            suite=suite,
+            date=_parse_iso(date) if date else None,
+            components=tuple(str(c) for c in body["components"]),
+            architectures=tuple(str(a) for a in body["architectures"]),
+            packages=_optional_int(body.get("packages")),
+            files=_optional_int(body.get("files")),
+            size=_optional_int(body.get("size")),
+            recent=recent,
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(text: Any) -> datetime:
+    # fromisoformat is C and 20x faster than strptime; it reads the Z (3.11+).
+    moment = datetime.fromisoformat(str(text))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _version_key(version: str) -> tuple[int, Any]:
+    """Debian order; a version dpkg would refuse (an adopted archive) sorts lowest."""
+    try:
+        Version(version)
+    except ValueError:
+        return (0, version)
+    return (1, version_sort_key(version))
+
+
+def _entry_id(component: str, entry: PackageEntry) -> str:
+    # Names, versions, architectures and components cannot hold "/".
+    return f"{component}/{entry.package}/{entry.version}/{entry.architecture}"
+
+
+@dataclass(frozen=True)
+class _PagesData:
+    date: datetime
+    first_seen: dict[str, FirstSeen]
+
+    def to_json(self, suite: str) -> bytes:
+        body = {
+            "format": _FORMAT,
+            "suite": suite,
+            "date": _iso(self.date),
+            # [date] or [date, false] when only known to be on or before `date`.
+            "first_seen": {
+                k: [_iso(v.date)] + ([] if v.exact else [False])
+                for k, v in sorted(self.first_seen.items())
+            },
+        }
+        return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, suite: str) -> _PagesData:
+        body = json.loads(data)
+        if body.get("format") != _FORMAT or body.get("suite") != suite:
+            raise ValueError("not the pages data of this suite")
+        return cls(
+            _parse_iso(body["date"]),
+            {
+                str(k): FirstSeen(_parse_iso(v[0]), len(v) < 2)
+                for k, v in body["first_seen"].items()
+            },
+        )
+
+
+def _updated_first_seen(
+    previous: _PagesData | None,
+    components: Mapping[str, Sequence[PackageEntry]],
+    date: datetime,
+    first_commit: bool,
+) -> dict[str, FirstSeen]:
+    known = previous.first_seen if previous else {}
+    # Without a record, entries new to us are new in this commit only if the record
+    # exists (or the suite is new); otherwise they were there before pages existed.
+    exact = previous is not None or first_commit
+    return {
+        ident: known.get(ident) or FirstSeen(date, exact)
+        for component, entries in components.items()
+        for ident in (_entry_id(component, e) for e in entries)
+    }
+
+
+def _summary(
+    suite: str,
+    components: Mapping[str, Sequence[PackageEntry]],
+    first_seen: Mapping[str, FirstSeen],
+    date: datetime,
+) -> SuiteSummary:
+    everything = [(c, e) for c, entries in components.items() for e in entries]
+    return SuiteSummary(
+        suite=suite,
+        date=date,
+        components=tuple(sorted(c for c, entries in components.items() if entries))
+        or tuple(sorted(components))
+        or ("main",),
+        architectures=tuple(sorted({e.architecture for _, e in everything})),
+        packages=len({e.package for _, e in everything}),
+        files=len(everything),
+        size=sum(e.size for _, e in everything),
+        recent=_recent(everything, first_seen),
+    )
+
+
+def _recent(
+    everything: Sequence[tuple[str, PackageEntry]], first_seen: Mapping[str, FirstSeen]
+) -> tuple[RecentUpload, ...]:
+    dated = [
+        (first_seen[_entry_id(c, e)], c, e) for c, e in everything if _entry_id(c, e) in first_seen
+    ]
+    # Newest first, then by name; versions compared only within one package of one
+    # commit (a Debian version comparison costs microseconds: not for 10,000 entries).
+    dated.sort(key=lambda t: (-t[0].date.timestamp(), t[2].package))
+    cut = _RECENT
+    while cut < len(dated) and _same_group(dated[cut - 1], dated[cut]):
+        cut += 1
+    head = dated[:cut]
+    head.sort(key=lambda t: _version_key(t[2].version), reverse=True)
+    head.sort(key=lambda t: (-t[0].date.timestamp(), t[2].package))
+    return tuple(
+        RecentUpload(c, e.package, e.version, e.architecture, seen) for seen, c, e in head[:_RECENT]
+    )
+
+
+def _same_group(
+    a: tuple[FirstSeen, str, PackageEntry], b: tuple[FirstSeen, str, PackageEntry]
+) -> bool:
+    return a[0].date == b[0].date and a[2].package == b[2].package
+
+
+# -- publishing --------------------------------------------------------------------------
+
+
+def publish_suite_page(
+    store: Store,
+    suite: str,
+    components: Mapping[str, Sequence[PackageEntry]],
+    *,
+    date: datetime,
+    public_url: str | None,
+    first_commit: bool = False,
+) -> None:
+    """Write `dists/<suite>/index.html`, its data file and its summary after a commit.
+
+    `components` is the suite's new state, `date` the commit's Release Date;
+    `first_commit` says this commit created the suite (every entry is new). Call it
+    under the suite lock. A page already written for a later commit is left alone.
+    """
+    url = resolve_public_url(store, public_url)
+    key = pages_data_key(suite)
+    for _attempt in range(_MAX_DATA_ATTEMPTS):
+        previous, etag = _read_pages_data(store, suite)
+        if previous is not None and previous.date > date:
+            return  # a later commit has written its page: ours would be older
+        first_seen = _updated_first_seen(previous, components, date, first_commit)
+        data = _PagesData(date, first_seen)
+        try:
+            store.put(
+                key,
+                data.to_json(suite),
+                create_only=etag is None,
+                if_match=etag,
+                content_type=_JSON,
+            )
+        except PreconditionFailed:
+            continue  # another writer moved it (a broken lock): merge with theirs
+        break
+    else:
+        raise DebopsError(
+            f"{key} kept changing under us: another writer is not taking the suite lock"
+        )
+    page = render_suite_page(suite, components, public_url=url, first_seen=first_seen, date=date)
+    store.put(suite_page_key(suite), page.encode(), content_type=_HTML)
+    summary = _summary(suite, components, first_seen, date)
+    store.put(summary_key(suite), summary.to_json(), content_type=_JSON)
+
+
+def _read_pages_data(store: Store, suite: str) -> tuple[_PagesData | None, str | None]:
+    """The data file and its tag; a malformed one counts as absent but is overwritten."""
+    try:
+        blob = store.get(pages_data_key(suite))
+    except NotFound:
+        return None, None
+    try:
+        return _PagesData.from_json(blob.data, suite), blob.etag
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None, blob.etag
+
+
+def publish_archive_page(store: Store, *, public_url: str | None) -> None:
+    """Write the root `index.html` from the list of suites and their summaries."""
+    url = resolve_public_url(store, public_url)
+    suites = sorted(s for s in store.list_dirs("dists/") if s and not s.startswith("."))
+    summaries = [_read_summary(store, suite) for suite in suites]
+    page = render_archive_page(summaries, public_url=url)
+    store.put(layout.INDEX_HTML, page.encode(), content_type=_HTML)
+
+
+def _read_summary(store: Store, suite: str) -> SuiteSummary:
+    try:
+        return SuiteSummary.from_json(store.get(summary_key(suite)).data, suite)
+    except NotFound:
+        pass
+    except (ValueError, KeyError, TypeError, IndexError):
+        pass  # malformed: describe the suite from its Release instead
+    # A suite published before pages existed: its Release (for display only, so its
+    # signature is not checked here) still names its components.
+    try:
+        signed = store.get(layout.inrelease_key(suite)).data
+        release = parse_release(unverified_clearsigned_content(signed, suite), suite)
+        return SuiteSummary(
+            suite,
+            release.date,
+            tuple(release.components or ["main"]),
+            tuple(release.architectures),
+            has_page=False,
+        )
+    except (NotFound, DebopsError):
+        return SuiteSummary(suite, None, ("main",), (), has_page=False)
+
+
+def publish_landing_files(archive: Archive, *, public_url: str | None = None) -> None:
+    """Write the public key (armored and binary), then the root index.html."""
+    signer = archive.require_signer()
+    store = archive.store
+    store.put(layout.PUBLIC_KEY_ASC, signer.public_key_armored.encode())
+    store.put(layout.PUBLIC_KEY_GPG, signer.export_public_binary())
+    # Written last: its absence tells the next publisher the landing files are unfinished.
+    publish_archive_page(store, public_url=public_url)
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+_STYLE = """
+:root{color-scheme:light dark;--bg:#f6f7f9;--fg:#1d2330;--muted:#5b6475;--card:#fff;
+--line:#dfe3ea;--accent:#0b5cad;--accent-bg:#e8f1fb;--code:#f0f2f5;--badge:#1f7a4d;
+--badge-bg:#e3f4ea;--mark:#fff3c4}
+@media (prefers-color-scheme:dark){:root{--bg:#111418;--fg:#e4e7ec;--muted:#9aa3b2;
+--card:#1a1e24;--line:#2d333c;--accent:#7ab7ff;--accent-bg:#1b2a3d;--code:#232830;
+--badge:#7fd6a6;--badge-bg:#173326;--mark:#4a3f12}}
+*{box-sizing:border-box}
+[hidden]{display:none!important}
+html{background:var(--bg);color:var(--fg)}
+body{margin:0 auto;max-width:72rem;padding:1.5rem 1.25rem 3rem;
+font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;
+overflow-wrap:anywhere}
+a{color:var(--accent)}
+header{margin-bottom:1.5rem}
+nav{font-size:.9rem;color:var(--muted)}
+h1{font-size:1.7rem;margin:.2rem 0 .3rem;line-height:1.25}
+h2{font-size:1.2rem;margin:2rem 0 .6rem}
+h3{font-size:1rem;margin:.9rem 0 .4rem}
+.card>h3:first-child,.toolbar h3{margin:0}
+p{margin:.4rem 0}
+.muted{color:var(--muted)}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;
+padding:1rem 1.1rem;margin:.8rem 0}
+.stats{display:flex;flex-wrap:wrap;gap:.4rem 1.4rem;margin:.5rem 0 0;padding:0;list-style:none;
+color:var(--muted)}
+.stats b{color:var(--fg);font-weight:600}
+code,pre,kbd{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;
+font-size:.88em}
+.step{display:flex;gap:.6rem;align-items:flex-start;margin:.45rem 0}
+.step pre{flex:1;min-width:0;margin:0;background:var(--code);border:1px solid var(--line);
+border-radius:6px;padding:.5rem .7rem;white-space:pre-wrap;overflow-wrap:anywhere}
+button{font:inherit;font-size:.85rem;cursor:pointer;color:var(--accent);
+background:var(--accent-bg);border:1px solid var(--line);border-radius:6px;padding:.35rem .7rem;
+white-space:nowrap}
+button:hover{border-color:var(--accent)}
+.toolbar{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:center;margin:1rem 0}
+.toolbar input{font:inherit;flex:1 1 18rem;max-width:28rem;padding:.45rem .7rem;
+color:var(--fg);background:var(--card);border:1px solid var(--line);border-radius:6px}
+.toolbar input:focus{outline:2px solid var(--accent);outline-offset:1px}
+table{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);
+border-radius:10px;overflow:hidden}
+th,td{padding:.4rem .7rem;text-align:left;vertical-align:top}
+td{white-space:nowrap;overflow-wrap:normal}
+td.ver{white-space:normal;overflow-wrap:anywhere;width:40%}
+thead th{overflow-wrap:normal;white-space:nowrap;font-size:.8rem;
+text-transform:uppercase;letter-spacing:.04em;color:var(--muted);
+border-bottom:1px solid var(--line);background:var(--code)}
+tbody{border-top:1px solid var(--line)}
+tbody th{font-weight:600;width:34%}
+.desc{display:block;font-weight:400;color:var(--muted);font-size:.9rem}
+td.num{text-align:right;white-space:nowrap}
+td.ver a{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.9em}
+.badge{display:inline-block;margin-left:.4rem;padding:0 .4rem;border-radius:999px;
+font-size:.72rem;color:var(--badge);background:var(--badge-bg);vertical-align:1px}
+.suites{display:grid;grid-template-columns:repeat(auto-fill,minmax(20rem,1fr));gap:.8rem}
+.suites .card{margin:0}
+ul.recent{margin:.5rem 0 0;padding-left:1.1rem}
+footer{margin-top:2.5rem;font-size:.85rem;color:var(--muted)}
+@media (max-width:40rem){tbody th{width:auto}.step{flex-direction:column}}
+"""
+
+_SCRIPT = """
+(function () {
+  "use strict";
+  function copy(text, button) {
+    function done(ok) {
+      var label = button.textContent;
+      button.textContent = ok ? "Copied" : "Select and copy";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done(true); },
+        function () { done(fallback(text)); });
+    } else {
+      done(fallback(text));
+    }
+  }
+  function fallback(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    document.body.removeChild(area);
+    return ok;
+  }
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var ids = button.getAttribute("data-copy").split(" ");
+      var text = ids.map(function (id) {
+        return document.getElementById(id).textContent;
+      }).join("\\n");
+      copy(text + "\\n", button);
+    });
+  });
+  var box = document.getElementById("filter");
+  if (!box) { return; }
+  var groups = Array.prototype.slice.call(document.querySelectorAll("tbody[data-package]"));
+  var sections = Array.prototype.slice.call(document.querySelectorAll("section[data-component]"));
+  var count = document.getElementById("filter-count");
+  function apply() {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var shown = 0;
+    groups.forEach(function (group) {
+      var name = group.getAttribute("data-package");
+      var match = words.every(function (w) { return name.indexOf(w) !== -1; });
+      group.hidden = !match;
+      if (match) { shown += 1; }
+    });
+    sections.forEach(function (section) {
+      section.hidden = !section.querySelector("tbody[data-package]:not([hidden])");
+    });
+    count.textContent = words.length ? shown + " of " + groups.length + " packages" : "";
+  }
+  document.getElementById("filter-bar").hidden = false;
+  box.addEventListener("input", apply);
+  if (box.value) { apply(); }
+})();
+"""
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Nothing but the page's own inline style and script: no external asset can load.
+_CSP = (
+    f"default-src 'none'; style-src {_csp_hash(_STYLE)}; script-src {_csp_hash(_SCRIPT)}; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
+)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _href(path: str) -> str:
+    """A relative link: percent-encoded (no scheme can sneak in), then HTML-escaped."""
+    return _e(quote(path, safe="/"))
+
+
+def _page(title: str, body: str, *, root: str) -> str:
+    """`root`: the relative way up to the archive root from this page."""
     return f"""<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>APT archive</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}
-pre{{background:#f4f4f4;padding:1em;overflow-x:auto}}</style></head>
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">
+<link rel="icon" href="data:,">
+<title>{_e(title)}</title>
+<style>{_STYLE}</style>
+</head>
 <body>
-<h1>APT archive</h1>
-<p>A signed Debian package archive published by debops-ci.</p>
-<h2>Suites</h2>
-<ul>
-{items}
-</ul>
-<h2>Use it</h2>
-<pre>{commands}</pre>
-<p>Signing key: <a href="{layout.PUBLIC_KEY_ASC}">{layout.PUBLIC_KEY_ASC}</a>
-(binary form: <a href="{layout.PUBLIC_KEY_GPG}">{layout.PUBLIC_KEY_GPG}</a>).</p>
+{body}
+<footer>Published by debops-ci. Signing key:
+<a href="{root}{layout.PUBLIC_KEY_ASC}">{layout.PUBLIC_KEY_ASC}</a>
+(binary: <a href="{root}{layout.PUBLIC_KEY_GPG}">{layout.PUBLIC_KEY_GPG}</a>).</footer>
+<script>{_SCRIPT}</script>
 </body>
 </html>
 """
 
 
-def publish_landing_files(archive: Archive) -> None:
-    """Write the public key (armored and binary) and index.html at the archive root."""
-    signer = archive.require_signer()
-    store = archive.store
-    store.put(layout.PUBLIC_KEY_ASC, signer.public_key_armored.encode())
-    store.put(layout.PUBLIC_KEY_GPG, signer.export_public_binary())
-    suites = {suite: suite_components(archive, suite) for suite in archive.suites()}
-    page = render_index_html(store.public_url(), suites)
-    store.put(layout.INDEX_HTML, page.encode())
+def _display_url(url: str) -> str:
+    parsed = urlsplit(url)
+    return (parsed.netloc + parsed.path) if parsed.netloc else parsed.path or url
+
+
+def _date_html(moment: datetime | None, *, approximate: bool = False) -> str:
+    if moment is None:
+        return '<span class="muted">unknown</span>'
+    moment = moment.astimezone(UTC)
+    shown = moment.strftime("%Y-%m-%d %H:%M")
+    if approximate:
+        return (
+            f'<time datetime="{_iso(moment)}" title="already there when this page began; '
+            f'on or before this date">≤ {moment.strftime("%Y-%m-%d")}</time>'
+        )
+    return f'<time datetime="{_iso(moment)}">{shown}</time>'
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _synopsis(entry: PackageEntry) -> str:
+    """The Description's first line, from the stanza text."""
+    for line in entry.text.split("\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.lower() == "description":
+            return value.strip()
+    return ""
+
+
+def _step(ident: str, command: str) -> str:
+    return (
+        f'<div class="step"><pre id="{_e(ident)}">{_e(command)}</pre>'
+        f'<button type="button" data-copy="{_e(ident)}" hidden>Copy</button></div>'
+    )
+
+
+def _names_note(setup: SetupLines) -> str:
+    return f"""<p class="muted">Key saved as <code>{_e(setup.keyring)}</code>, source in
+<code>{_e(setup.list_file)}</code>: both named after this archive, so another debops-ci
+archive on the same machine keeps files of its own.</p>"""
+
+
+def _setup_block(setup: SetupLines) -> str:
+    ids = [f"setup-{i}" for i in range(len(setup.commands))]
+    steps = "\n".join(_step(i, cmd) for i, cmd in zip(ids, setup.commands, strict=True))
+    return f"""<div class="card">
+<div class="toolbar"><h3>Add this suite to a machine</h3>
+<button type="button" data-copy="{" ".join(ids)}" hidden>Copy all</button></div>
+{steps}
+{_names_note(setup)}
+</div>"""
+
+
+def _archive_setup_block(setups: Sequence[tuple[str, SetupLines]], url: str) -> str:
+    """The key lines once, then one source line per suite to choose from."""
+    key_setup = setups[0][1] if setups else setup_lines(url, "unstable", ["main"])
+    install, fetch_key, _, update = key_setup.commands
+    parts = [
+        '<div class="card">',
+        "<h3>1. Install the archive's signing key</h3>",
+        _step("key-0", install),
+        _step("key-1", fetch_key),
+    ]
+    if setups:
+        parts.append("<h3>2. Add one suite</h3>")
+        for i, (suite, setup) in enumerate(setups):
+            parts.append(f'<p class="muted">{_e(suite)}:</p>')
+            parts.append(_step(f"suite-{i}", setup.commands[2]))
+        parts += ["<h3>3. Read it</h3>", _step("update", update)]
+    parts += [_names_note(key_setup), "</div>"]
+    return "\n".join(parts)
+
+
+def render_suite_page(
+    suite: str,
+    components: Mapping[str, Sequence[PackageEntry]],
+    *,
+    public_url: str,
+    first_seen: Mapping[str, FirstSeen],
+    date: datetime,
+) -> str:
+    """The page of one suite. `first_seen` is keyed `component/package/version/arch`."""
+    everything = [(c, e) for c, entries in components.items() for e in entries]
+    shown_components = [c for c in sorted(components) if components[c]]
+    setup = setup_lines(public_url, suite, shown_components or sorted(components) or ["main"])
+    names = {e.package for _, e in everything}
+    arches = sorted({e.architecture for _, e in everything})
+    total = sum(e.size for _, e in everything)
+    stats = (
+        f"<li>updated <b>{_date_html(date)}</b> UTC</li>"
+        f"<li><b>{_plural(len(names), 'package')}</b></li>"
+        f"<li><b>{_plural(len(everything), 'file')}</b>, {_e(_size(total))}</li>"
+        f"<li>components <b>{_e(' '.join(shown_components) or '—')}</b></li>"
+        f"<li>architectures <b>{_e(' '.join(arches) or '—')}</b></li>"
+    )
+    recent = _recent(everything, first_seen)
+    recent_html = ""
+    if recent:
+        items = "\n".join(
+            f'<li><a href="#{_e(_anchor(r.component, r.package))}">{_e(r.package)}</a> '
+            f"<code>{_e(r.version)}</code> ({_e(r.architecture)}), "
+            f"{_date_html(r.first_seen.date, approximate=not r.first_seen.exact)}</li>"
+            for r in recent
+        )
+        recent_html = f'<h2>Latest uploads</h2>\n<ul class="recent">\n{items}\n</ul>'
+    sections = (
+        "\n".join(_component_table(c, components[c], first_seen) for c in sorted(components))
+        or '<p class="muted">This suite holds no packages.</p>'
+    )
+    body = f"""<header>
+<nav><a href="../../index.html">{_e(_display_url(public_url))}</a> / {_e(suite)}</nav>
+<h1>Suite {_e(suite)}</h1>
+<ul class="stats">{stats}</ul>
+</header>
+{_setup_block(setup)}
+{recent_html}
+<h2>Packages</h2>
+<div class="toolbar" id="filter-bar" hidden>
+<input type="search" id="filter" placeholder="Filter packages by name"
+ aria-label="Filter packages by name" autocomplete="off">
+<span id="filter-count" class="muted" aria-live="polite"></span></div>
+{sections}
+<p class="muted">Signed index: <a href="InRelease">InRelease</a> ·
+<a href="Release">Release</a> · <a href="Release.gpg">Release.gpg</a></p>"""
+    return _page(f"{suite} · {_display_url(public_url)}", body, root="../../")
+
+
+def _anchor(component: str, package: str) -> str:
+    return f"{component}-{package}"
+
+
+def _component_table(
+    component: str, entries: Sequence[PackageEntry], first_seen: Mapping[str, FirstSeen]
+) -> str:
+    by_name: dict[str, list[PackageEntry]] = {}
+    for entry in entries:
+        by_name.setdefault(entry.package, []).append(entry)
+    groups = []
+    for name in sorted(by_name):
+        # Newest first by dpkg's rules; architectures alphabetically within a version.
+        rows = sorted(by_name[name], key=lambda e: e.architecture)
+        rows.sort(key=lambda e: _version_key(e.version), reverse=True)
+        newest = rows[0].version
+        synopsis = _synopsis(rows[0])
+        cells = []
+        for i, entry in enumerate(rows):
+            seen = first_seen.get(_entry_id(component, entry))
+            added = _date_html(
+                seen.date if seen else None, approximate=bool(seen and not seen.exact)
+            )
+            head = ""
+            if i == 0:
+                head = (
+                    f'<th scope="rowgroup" rowspan="{len(rows)}" '
+                    f'id="{_e(_anchor(component, name))}">'
+                    f"{_e(name)}"
+                    + (f'<span class="desc">{_e(synopsis)}</span>' if synopsis else "")
+                    + "</th>"
+                )
+            badge = '<span class="badge">newest</span>' if entry.version == newest else ""
+            cells.append(
+                f"<tr>{head}"
+                f'<td class="ver"><a href="../../{_href(entry.filename)}" '
+                f'title="{_e(entry.filename)}">{_e(entry.version)}</a>{badge}</td>'
+                f"<td>{_e(entry.architecture)}</td>"
+                f'<td class="num" title="{entry.size:,} bytes">{_e(_size(entry.size))}</td>'
+                f'<td class="num">{added}</td></tr>'
+            )
+        groups.append(
+            f'<tbody data-package="{_e(name.lower())}">\n' + "\n".join(cells) + "\n</tbody>"
+        )
+    return f"""<section data-component="{_e(component)}">
+<h3>Component {_e(component)} <span class="muted">· {_plural(len(by_name), "package")}</span></h3>
+<table>
+<thead><tr><th scope="col">Package</th><th scope="col">Version</th><th scope="col">Arch</th>
+<th scope="col" class="num">Size</th><th scope="col" class="num">Added (UTC)</th></tr></thead>
+{"".join(groups)}
+</table>
+</section>"""
+
+
+def render_archive_page(summaries: Sequence[SuiteSummary], *, public_url: str) -> str:
+    """The archive's root page: every suite with its summary, and how to add it."""
+    cards = []
+    setups: list[tuple[str, SetupLines]] = []
+    for s in summaries:
+        title = (
+            f'<a href="dists/{_href(s.suite)}/index.html">{_e(s.suite)}</a>'
+            if s.has_page
+            else _e(s.suite)
+        )
+        stats = [f"<li>updated <b>{_date_html(s.date)}</b></li>"]
+        if s.packages is not None and s.files is not None:
+            stats.append(
+                f"<li><b>{_plural(s.packages, 'package')}</b>, {_plural(s.files, 'file')}, "
+                f"{_e(_size(s.size))}</li>"
+            )
+        stats.append(f"<li>components <b>{_e(' '.join(s.components))}</b></li>")
+        if s.architectures:
+            stats.append(f"<li>architectures <b>{_e(' '.join(s.architectures))}</b></li>")
+        recent = ""
+        if s.recent:
+            recent = (
+                '<p class="muted">Latest uploads:</p><ul class="recent">'
+                + "".join(
+                    f"<li>{_e(r.package)} <code>{_e(r.version)}</code> ({_e(r.architecture)}), "
+                    f"{_date_html(r.first_seen.date, approximate=not r.first_seen.exact)}</li>"
+                    for r in s.recent[:4]
+                )
+                + "</ul>"
+            )
+        note = (
+            ""
+            if s.has_page
+            else '<p class="muted">No package list yet: the next upload to it writes one.</p>'
+        )
+        cards.append(
+            f'<div class="card"><h3>{title}</h3><ul class="stats">{"".join(stats)}</ul>'
+            f"{recent}{note}</div>"
+        )
+        setups.append((s.suite, setup_lines(public_url, s.suite, s.components)))
+    listing = (
+        f'<div class="suites">{"".join(cards)}</div>'
+        if cards
+        else '<p class="muted">No suites yet.</p>'
+    )
+    body = f"""<header>
+<nav>APT archive</nav>
+<h1>{_e(_display_url(public_url))}</h1>
+<p class="muted">A signed Debian package archive. Any stock <code>apt</code> installs from it.</p>
+</header>
+<h2>Suites</h2>
+{listing}
+<h2>Use it</h2>
+<p>Paste the key lines, then the line of the suite you want: every suite of this archive
+writes the same list file, so the suite added last is the one apt uses.</p>
+{_archive_setup_block(setups, public_url)}"""
+    return _page(f"APT archive · {_display_url(public_url)}", body, root="")

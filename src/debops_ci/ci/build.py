@@ -1,20 +1,20 @@
-"""Build binary packages with ``dpkg-buildpackage -b -us -uc``.
+"""Build binary packages with `dpkg-buildpackage -b -us -uc`.
 
-Each package is built in a copy of its directory, ``<build_dir>/<source>/source``,
-so the source tree is not littered and the files ``dpkg-buildpackage`` writes to
-``..`` land in ``<build_dir>/<source>/``. What a build produced is read from the
-``Files:`` of its ``.changes``. Each package has one log,
-``<build_dir>/logs/<source>.log``.
+Each package is built in a copy of its directory, `<build_dir>/<source>/source`,
+so the source tree is not littered and the files `dpkg-buildpackage` writes to
+`..` land in `<build_dir>/<source>/`. What a build produced is read from the
+`Files:` of its `.changes`. Each package has one log,
+`<build_dir>/logs/<source>.log`.
 
-Builds are reproducible: ``SOURCE_DATE_EPOCH`` is the date of the top changelog entry
-of the copy (after any CI entry was added), with ``LC_ALL=C.UTF-8`` and ``TZ=UTC``;
+Builds are reproducible: `SOURCE_DATE_EPOCH` is the date of the top changelog entry
+of the copy (after any CI entry was added), with `LC_ALL=C.UTF-8` and `TZ=UTC`;
 dpkg's default build flags map the build path away, so the same commit gives the same
 bytes in any directory.
 
-Build dependencies are checked with ``dpkg-checkbuilddeps`` before anything is built;
-with ``install_build_deps`` they are first installed with
-``apt-get build-dep <copy>`` (one package at a time, apt holds a lock), after an
-``apt-get update`` when the machine has no package lists yet.
+Build dependencies are checked with `dpkg-checkbuilddeps` before anything is built;
+with `install_build_deps` they are first installed with
+`apt-get build-dep <copy>` (one package at a time, apt holds a lock), after an
+`apt-get update` when the machine has no package lists yet.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from debops_ci.ci.logger import CiLogger
 from debops_ci.ci.providers import Provider
 from debops_ci.ci.scan import PackageDir
 from debops_ci.debian.changelog import read_top_entry
+from debops_ci.debian.rules import strip_epoch
 from debops_ci.errors import BuildError
 
 __all__ = [
@@ -59,9 +60,9 @@ class BuiltPackage:
     version: str
     """The version built (the top entry of the copy's changelog)."""
     debs: tuple[Path, ...]
-    """The ``.deb`` files listed in the ``.changes`` (debug symbol packages included)."""
+    """The `.deb` files listed in the `.changes` (debug symbol packages included)."""
     files: tuple[Path, ...]
-    """Every file listed in the ``.changes`` (``.deb``, ``.buildinfo``, ...)."""
+    """Every file listed in the `.changes` (`.deb`, `.buildinfo`, ...)."""
     changes: Path
     log: Path
     source_dir: Path
@@ -69,7 +70,7 @@ class BuiltPackage:
 
 
 class PackageBuildError(BuildError):
-    """A package failed to build; ``tail`` holds the end of its log for the user."""
+    """A package failed to build; `tail` holds the end of its log for the user."""
 
     def __init__(
         self,
@@ -104,9 +105,9 @@ def _work_dir(build_dir: Path, pkg: PackageDir) -> Path:
 
 
 def stage(pkg: PackageDir, build_dir: Path) -> Path:
-    """Copy ``pkg`` to ``<build_dir>/<source>/source`` (fresh) and return the copy.
+    """Copy `pkg` to `<build_dir>/<source>/source` (fresh) and return the copy.
 
-    ``.git`` and the build directory itself (when it lies inside the package) are
+    `.git` and the build directory itself (when it lies inside the package) are
     left out; symbolic links are copied as links.
     """
     work = _work_dir(build_dir, pkg)
@@ -129,7 +130,7 @@ def stage(pkg: PackageDir, build_dir: Path) -> Path:
 
 
 def build_env(source_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a reproducible build of ``source_dir``."""
+    """The environment of a reproducible build of `source_dir`."""
     env = dict(os.environ if base is None else base)
     env["SOURCE_DATE_EPOCH"] = str(read_top_entry(source_dir / "debian" / "changelog").epoch)
     env["LC_ALL"] = "C.UTF-8"
@@ -161,7 +162,7 @@ def _run_logged(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path
 
 
 def check_build_deps(source_dir: Path, env: Mapping[str, str] | None = None) -> str | None:
-    """What ``dpkg-checkbuilddeps`` finds missing in ``source_dir``, or None when all is met."""
+    """What `dpkg-checkbuilddeps` finds missing in `source_dir`, or None when all is met."""
     try:
         proc = subprocess.run(
             ["dpkg-checkbuilddeps"],
@@ -206,9 +207,9 @@ def _apt_lists_empty() -> bool:
 def apt_build_dep(
     source_dir: Path, log: Path, env: Mapping[str, str] | None = None, *, update: bool | None = None
 ) -> None:
-    """``apt-get build-dep`` for ``source_dir``, logging to ``log``; BuildError on failure.
+    """`apt-get build-dep` for `source_dir`, logging to `log`; BuildError on failure.
 
-    ``update``: run ``apt-get update`` first; by default only when there are no lists.
+    `update`: run `apt-get update` first; by default only when there are no lists.
     """
     run_env = dict(os.environ if env is None else env, DEBIAN_FRONTEND="noninteractive")
     prefix = _apt_prefix()
@@ -220,7 +221,7 @@ def apt_build_dep(
 
 
 def _changes_file(work: Path, pkg_name: str, version: str) -> Path:
-    plain = version.split(":", 1)[1] if ":" in version else version
+    plain = strip_epoch(version)
     found = sorted(work.glob(f"{pkg_name}_{plain}_*.changes"))
     if len(found) != 1:
         names = ", ".join(p.name for p in found) or "none"
@@ -294,12 +295,12 @@ def build_packages(
     prepare: Prepare | None = None,
     env: Mapping[str, str] | None = None,
 ) -> list[BuiltPackage]:
-    """Build every package of ``pkgs``, ``jobs`` at a time; results in ``pkgs``' order.
+    """Build every package of `pkgs`, `jobs` at a time; results in `pkgs`' order.
 
-    ``prepare(pkg, copy)`` runs on each fresh copy before its build (the pipeline adds
+    `prepare(pkg, copy)` runs on each fresh copy before its build (the pipeline adds
     the CI changelog entry there). Build dependencies are checked for all packages
-    before any build starts. A failure raises :class:`PackageBuildError` (its message
-    names the package and the log, its ``tail`` holds the end of the log) once the
+    before any build starts. A failure raises `PackageBuildError` (its message
+    names the package and the log, its `tail` holds the end of the log) once the
     builds already running have finished; builds not yet started are cancelled.
     """
     logger = CiLogger.wrap(log)

@@ -1,4 +1,4 @@
-"""The few git commands the CI half needs, run as real ``git`` subprocesses."""
+"""The few git commands the CI half needs, run as real `git` subprocesses."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _env() -> dict[str, str]:
 
 
 def git_ok(repo: Path, *args: str) -> GitResult:
-    """Run ``git -C repo args``; return its result whatever the exit status."""
+    """Run `git -C repo args`; return its result whatever the exit status."""
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo), "-c", "core.quotepath=off", *args],
@@ -45,7 +45,7 @@ def git_ok(repo: Path, *args: str) -> GitResult:
 
 
 def git(repo: Path, *args: str) -> str:
-    """Run ``git -C repo args`` and return stdout; a failure is a BuildError."""
+    """Run `git -C repo args` and return stdout; a failure is a BuildError."""
     result = git_ok(repo, *args)
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()
@@ -66,7 +66,7 @@ def head_commit(repo: Path) -> str | None:
 
 
 def commit_time(repo: Path, rev: str = "HEAD") -> int | None:
-    """The committer date of ``rev`` in seconds since the epoch, or None."""
+    """The committer date of `rev` in seconds since the epoch, or None."""
     result = git_ok(repo, "log", "-1", "--format=%ct", rev, "--")
     text = result.stdout.strip()
     return int(text) if result.returncode == 0 and text.isdecimal() else None

@@ -1,7 +1,7 @@
 """Output for CI logs: collapsible groups, error annotations and the job summary.
 
-GitHub Actions gets ``::group::``/``::endgroup::``, ``::error::`` and a Markdown job
-summary appended to ``GITHUB_STEP_SUMMARY``; GitLab CI gets collapsed sections; any
+GitHub Actions gets `::group::`/`::endgroup::`, `::error::` and a Markdown job
+summary appended to `GITHUB_STEP_SUMMARY`; GitLab CI gets collapsed sections; any
 other place gets plain headed blocks. Nothing else in the CI half knows about them.
 """
 
@@ -18,14 +18,14 @@ __all__ = ["CiLogger"]
 
 
 def _escape_command(text: str) -> str:
-    """Escape a GitHub workflow command's data (one line, no stray ``%``)."""
+    """Escape a GitHub workflow command's data (one line, no stray `%`)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 class CiLogger:
-    """Writes lines through ``write``, grouped the way the CI provider folds them.
+    """Writes lines through `write`, grouped the way the CI provider folds them.
 
-    A CiLogger is itself a ``Callable[[str], None]``: calling it writes one message.
+    A CiLogger is itself a `Callable[[str], None]`: calling it writes one message.
     """
 
     def __init__(
@@ -48,7 +48,7 @@ class CiLogger:
 
     @classmethod
     def wrap(cls, log: Callable[[str], None]) -> CiLogger:
-        """``log`` itself when it is a CiLogger, else a plain CiLogger writing through it."""
+        """`log` itself when it is a CiLogger, else a plain CiLogger writing through it."""
         return log if isinstance(log, CiLogger) else cls(log)
 
     def __call__(self, message: str) -> None:
@@ -66,7 +66,7 @@ class CiLogger:
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
-        """Fold everything written inside into one collapsible block titled ``title``."""
+        """Fold everything written inside into one collapsible block titled `title`."""
         title = title.replace("\n", " ")
         if self.provider is Provider.GITHUB_ACTIONS:
             self._write(f"::group::{title}")
@@ -92,7 +92,7 @@ class CiLogger:
                 self._write(f"── end of {title}")
 
     def summary(self, markdown: str) -> bool:
-        """Append ``markdown`` to the job summary; False where there is none."""
+        """Append `markdown` to the job summary; False where there is none."""
         if self.summary_path is None:
             return False
         with self.summary_path.open("a", encoding="utf-8") as out:

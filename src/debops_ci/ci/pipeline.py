@@ -1,20 +1,20 @@
-"""The ``ci`` command as one function: scan → event → version → build → publish.
+"""The `ci` command as one function: scan → event → version → build → publish.
 
-:func:`run_ci` reads top to bottom:
+`run_ci` reads top to bottom:
 
 1. An event that builds nothing (a push to a branch without a pull request, unless
-   ``branch_builds``) stops here.
-2. Select the packages: every one (``select_all``) or those changed since the base
-   (:mod:`debops_ci.ci.scan`). None: nothing to build.
-3. Give each its CI version (:mod:`debops_ci.ci.versioning`) and, outside the
+   `branch_builds`) stops here.
+2. Select the packages: every one (`select_all`) or those changed since the base
+   (`debops_ci.ci.scan`). None: nothing to build.
+3. Give each its CI version (`debops_ci.ci.versioning`) and, outside the
    mainline, the text of the changelog entry that carries it.
-4. Pre-flight, mainline only: a version ``already_published`` means the changelog was
+4. Pre-flight, mainline only: a version `already_published` means the changelog was
    not bumped; stop before spending build minutes.
-5. ``dry_run`` stops here and reports the plan.
-6. Build (:mod:`debops_ci.ci.build`), each package in a copy that gets the entry.
-7. ``publish(debs, event)``: the caller's archive transaction, all debs of the run in
+5. `dry_run` stops here and reports the plan.
+6. Build (`debops_ci.ci.build`), each package in a copy that gets the entry.
+7. `publish(debs, event)`: the caller's archive transaction, all debs of the run in
    one go.
-8. On GitHub Actions, a job summary: what was published and the ``apt install`` line.
+8. On GitHub Actions, a job summary: what was published and the `apt install` line.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from debian.deb822 import Deb822
-from debian.debfile import DebError, DebFile
 
 from debops_ci.ci.build import BuiltPackage, build_packages
 from debops_ci.ci.git import commit_time, head_commit
@@ -37,6 +36,7 @@ from debops_ci.ci.providers import BuildEvent, EventKind
 from debops_ci.ci.scan import PackageDir, find_changes, find_packages
 from debops_ci.ci.versioning import ci_version, write_changelog_entry
 from debops_ci.debian.changelog import prepend_entry
+from debops_ci.debian.package import read_deb_control
 from debops_ci.errors import BuildError, DebopsError
 
 __all__ = [
@@ -73,7 +73,7 @@ class PlannedPackage:
 
 @dataclass(frozen=True)
 class BinaryInfo:
-    """A built ``.deb``, as the summary shows it."""
+    """A built `.deb`, as the summary shows it."""
 
     path: Path
     package: str
@@ -102,7 +102,7 @@ class CiResult:
 
     @property
     def apt_install(self) -> str | None:
-        """``apt install pkg=version ...`` for the binaries built (debug symbols left out)."""
+        """`apt install pkg=version ...` for the binaries built (debug symbols left out)."""
         wanted = [b for b in self.binaries if not b.package.endswith("-dbgsym")]
         if not wanted:
             return None
@@ -111,7 +111,7 @@ class CiResult:
 
 
 def binary_names(pkg: PackageDir) -> list[str]:
-    """The binary package names declared in ``pkg``'s ``debian/control``."""
+    """The binary package names declared in `pkg`'s `debian/control`."""
     control = pkg.abs_path / "debian" / "control"
     try:
         with control.open(encoding="utf-8") as handle:
@@ -122,16 +122,10 @@ def binary_names(pkg: PackageDir) -> list[str]:
 
 
 def _inspect(deb: Path) -> BinaryInfo:
-    try:
-        control = DebFile(str(deb)).debcontrol()
-    except (DebError, OSError, KeyError) as exc:
-        raise BuildError(f"cannot read the control data of {deb}: {exc}") from exc
-    return BinaryInfo(
-        path=deb,
-        package=str(control.get("Package", "")),
-        version=str(control.get("Version", "")),
-        architecture=str(control.get("Architecture", "")),
-    )
+    """The one .deb reader (`debops_ci.debian.package`): a .deb that publishing would
+    refuse is refused here, before anything else happens (PackageError, exit 8)."""
+    control = read_deb_control(deb)
+    return BinaryInfo(deb, control.package, control.version, control.architecture)
 
 
 def run_ci(
@@ -151,12 +145,12 @@ def run_ci(
     log: Callable[[str], None] = print,
     env: Mapping[str, str] | None = None,
 ) -> CiResult:
-    """Run the CI for ``repo`` on ``event``; see the module doc for the steps.
+    """Run the CI for `repo` on `event`; see the module doc for the steps.
 
-    ``publish`` None builds without publishing. ``already_published(name, version)``
-    answers whether a source or binary package ``name`` at ``version`` is already in
-    ``suite``. ``log`` is a line printer, or a :class:`CiLogger`; a plain printer gets
-    the CI provider's folding from ``env``. ``env`` (default: the process environment)
+    `publish` None builds without publishing. `already_published(name, version)`
+    answers whether a source or binary package `name` at `version` is already in
+    `suite`. `log` is a line printer, or a `CiLogger`; a plain printer gets
+    the CI provider's folding from `env`. `env` (default: the process environment)
     is read for the CI provider, the scan's base and the changelog maintainer; the
     builds themselves always run in the process environment.
     """

@@ -2,24 +2,24 @@
 
 Every environment variable of every provider is read here and nowhere else:
 
-- GitHub Actions (``GITHUB_ACTIONS=true``): pull request from
-  ``GITHUB_REF=refs/pull/<N>/merge`` (or the event payload at ``GITHUB_EVENT_PATH`` for
-  ``pull_request_target``), checked against ``GITHUB_EVENT_NAME``; build number
-  ``GITHUB_RUN_NUMBER``; branch ``GITHUB_REF_NAME`` on a push, ``GITHUB_HEAD_REF`` on a
-  pull request; commit ``GITHUB_SHA``; base ``GITHUB_BASE_REF``.
-- CircleCI (``CIRCLECI=true``): pull request from ``CIRCLE_PULL_REQUEST`` (a URL ending
-  in ``/pull/<N>``) or ``CIRCLE_PR_NUMBER``; build ``CIRCLE_BUILD_NUM``; branch
-  ``CIRCLE_BRANCH``; commit ``CIRCLE_SHA1``; no base (the scan falls back to
-  ``origin/HEAD``).
-- GitLab CI (``GITLAB_CI=true``): merge request ``CI_MERGE_REQUEST_IID``; build
-  ``CI_PIPELINE_IID``; branch ``CI_COMMIT_BRANCH`` (or
-  ``CI_MERGE_REQUEST_SOURCE_BRANCH_NAME``); commit ``CI_COMMIT_SHA``; base
-  ``CI_MERGE_REQUEST_TARGET_BRANCH_NAME``; mainline ``CI_DEFAULT_BRANCH``.
-- local / generic (anything else): only the explicit ``pr``, ``build`` and ``branch``;
+- GitHub Actions (`GITHUB_ACTIONS=true`): pull request from
+  `GITHUB_REF=refs/pull/<N>/merge` (or the event payload at `GITHUB_EVENT_PATH` for
+  `pull_request_target`), checked against `GITHUB_EVENT_NAME`; build number
+  `GITHUB_RUN_NUMBER`; branch `GITHUB_REF_NAME` on a push, `GITHUB_HEAD_REF` on a
+  pull request; commit `GITHUB_SHA`; base `GITHUB_BASE_REF`.
+- CircleCI (`CIRCLECI=true`): pull request from `CIRCLE_PULL_REQUEST` (a URL ending
+  in `/pull/<N>`) or `CIRCLE_PR_NUMBER`; build `CIRCLE_BUILD_NUM`; branch
+  `CIRCLE_BRANCH`; commit `CIRCLE_SHA1`; no base (the scan falls back to
+  `origin/HEAD`).
+- GitLab CI (`GITLAB_CI=true`): merge request `CI_MERGE_REQUEST_IID`; build
+  `CI_PIPELINE_IID`; branch `CI_COMMIT_BRANCH` (or
+  `CI_MERGE_REQUEST_SOURCE_BRANCH_NAME`); commit `CI_COMMIT_SHA`; base
+  `CI_MERGE_REQUEST_TARGET_BRANCH_NAME`; mainline `CI_DEFAULT_BRANCH`.
+- local / generic (anything else): only the explicit `pr`, `build` and `branch`;
   without a pull request number it is a mainline build.
 
-An explicit ``pr``, ``build`` or ``branch`` (command-line flags) that disagrees with
-what the provider's environment says is a :class:`~debops_ci.errors.UsageError`, as is
+An explicit `pr`, `build` or `branch` (command-line flags) that disagrees with
+what the provider's environment says is a `UsageError`, as is
 an environment that contradicts itself: better to stop than to publish a version
 built for the wrong pull request.
 """
@@ -41,8 +41,11 @@ __all__ = [
     "BuildEvent",
     "EventKind",
     "Provider",
+    "ci_run_url",
     "detect_event",
     "detect_provider",
+    "pr_target_branch",
+    "push_before_sha",
 ]
 
 DEFAULT_MAIN_BRANCHES: tuple[str, ...] = ("main", "master")
@@ -55,7 +58,7 @@ _GITHUB_PR_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_requ
 
 
 class Provider(enum.Enum):
-    """The CI service we run on (``LOCAL`` covers a laptop and any unknown CI)."""
+    """The CI service we run on (`LOCAL` covers a laptop and any unknown CI)."""
 
     GITHUB_ACTIONS = "github-actions"
     CIRCLECI = "circleci"
@@ -84,7 +87,7 @@ class BuildEvent:
     base_ref: str | None
 
     def describe(self) -> str:
-        """A short human description, e.g. ``pull request #751 (build 14)``."""
+        """A short human description, e.g. `pull request #751 (build 14)`."""
         build = f" (build {self.build})" if self.build is not None else ""
         if self.kind is EventKind.PULL_REQUEST:
             return f"pull request #{self.pr}{build}"
@@ -95,7 +98,7 @@ class BuildEvent:
 
 
 def detect_provider(env: Mapping[str, str]) -> Provider:
-    """The CI provider named by the environment; ``LOCAL`` when none is."""
+    """The CI provider named by the environment; `LOCAL` when none is."""
     if env.get("GITHUB_ACTIONS", "").lower() == "true":
         return Provider.GITHUB_ACTIONS
     if env.get("CIRCLECI", "").lower() == "true":
@@ -115,9 +118,9 @@ def detect_event(
 ) -> BuildEvent:
     """Work out the build event from the environment and explicit values.
 
-    ``main_branches`` are the branches whose pushes are mainline builds. When it is
-    ``None``: GitLab's ``CI_DEFAULT_BRANCH`` when set, else ``main`` and ``master``.
-    Without a provider (``LOCAL``), no ``pr`` means a mainline build.
+    `main_branches` are the branches whose pushes are mainline builds. When it is
+    `None`: GitLab's `CI_DEFAULT_BRANCH` when set, else `main` and `master`.
+    Without a provider (`LOCAL`), no `pr` means a mainline build.
     """
     if pr is not None and pr <= 0:
         raise UsageError(f"pull request number must be positive, not {pr}")
@@ -274,3 +277,41 @@ def _agree(
             f"drop {flag} or fix the environment"
         )
     return explicit if explicit is not None else from_env
+
+
+def pr_target_branch(env: Mapping[str, str]) -> tuple[str, str]:
+    """The branch a pull/merge request targets, and the variable that said so ('' if none)."""
+    provider = detect_provider(env)
+    if provider is Provider.GITHUB_ACTIONS:
+        return env.get("GITHUB_BASE_REF", ""), "GITHUB_BASE_REF"
+    if provider is Provider.GITLAB_CI:
+        name = "CI_MERGE_REQUEST_TARGET_BRANCH_NAME"
+        return env.get(name, ""), name
+    return "", ""
+
+
+def push_before_sha(env: Mapping[str, str]) -> str:
+    """The commit a push started from, as the CI reports it ('' when it does not)."""
+    provider = detect_provider(env)
+    if provider is Provider.GITLAB_CI:
+        return env.get("CI_COMMIT_BEFORE_SHA", "").strip()
+    if provider is Provider.GITHUB_ACTIONS and env.get("GITHUB_EVENT_NAME") == "push":
+        path = env.get("GITHUB_EVENT_PATH", "")
+        try:
+            payload = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
+        except (OSError, ValueError):
+            payload = {}
+        value = payload.get("before") if isinstance(payload, dict) else None
+        return value.strip() if isinstance(value, str) else ""
+    return ""
+
+
+def ci_run_url(env: Mapping[str, str]) -> str:
+    """A link to the running CI job ('' outside CI): shown to whoever waits on our lock."""
+    if env.get("GITHUB_RUN_ID"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{env.get('GITHUB_REPOSITORY', '')}/actions/runs/{env['GITHUB_RUN_ID']}"
+    for name in ("CI_JOB_URL", "CIRCLE_BUILD_URL", "BUILD_URL"):
+        if env.get(name):
+            return env[name]
+    return ""

@@ -1,26 +1,26 @@
 """Find the Debian packages of a repository, and the ones a change touches.
 
-A *package* is a directory that holds ``debian/changelog``: the repository root, any
+A *package* is a directory that holds `debian/changelog`: the repository root, any
 directory below it, nested ones included. Every path changed between the merge base
-and ``HEAD`` belongs to its nearest enclosing package.
+and `HEAD` belongs to its nearest enclosing package.
 
 The base to compare with, first found wins:
 
-1. the ``base`` argument (a ref, a commit, or a branch name of ``origin``);
-2. the pull request's target branch named by the CI (``GITHUB_BASE_REF`` on GitHub
-   Actions, ``CI_MERGE_REQUEST_TARGET_BRANCH_NAME`` on GitLab CI), fetched from
-   ``origin`` when the clone lacks it;
-3. the remote's default branch: ``origin/HEAD``, then ``origin/main``, then
-   ``origin/master`` (asked of the remote when none of them is known locally).
+1. the `base` argument (a ref, a commit, or a branch name of `origin`);
+2. the pull request's target branch named by the CI (`GITHUB_BASE_REF` on GitHub
+   Actions, `CI_MERGE_REQUEST_TARGET_BRANCH_NAME` on GitLab CI), fetched from
+   `origin` when the clone lacks it;
+3. the remote's default branch: `origin/HEAD`, then `origin/main`, then
+   `origin/master` (asked of the remote when none of them is known locally).
 
-When ``HEAD`` is already contained in the base (a push to the mainline branch), the
+When `HEAD` is already contained in the base (a push to the mainline branch), the
 change is the push itself: from the event's "before" commit when the CI names it
-(GitHub's push payload, GitLab's ``CI_COMMIT_BEFORE_SHA``), else from ``HEAD``'s first
+(GitHub's push payload, GitLab's `CI_COMMIT_BEFORE_SHA`), else from `HEAD`'s first
 parent. A shallow clone that lacks the commits needed is deepened with
-``git fetch --deepen`` and at last ``--unshallow``.
+`git fetch --deepen` and at last `--unshallow`.
 
 Renames count on both sides (the old path and the new one); a package whose directory
-no longer exists at ``HEAD`` is not built, and the files it lost do not make an
+no longer exists at `HEAD` is not built, and the files it lost do not make an
 enclosing package look changed.
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from debops_ci.ci.git import git, git_ok, is_git_repo
-from debops_ci.ci.providers import Provider, detect_provider
+from debops_ci.ci.providers import pr_target_branch, push_before_sha
 from debops_ci.debian.changelog import read_top_entry
 from debops_ci.errors import BuildError
 
@@ -58,10 +58,10 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class PackageDir:
-    """A directory holding ``debian/changelog``."""
+    """A directory holding `debian/changelog`."""
 
     path: PurePosixPath
-    """Relative to the repository root; ``.`` for the root itself."""
+    """Relative to the repository root; `.` for the root itself."""
     abs_path: Path
     name: str
     """The source package name, from the changelog's top entry."""
@@ -70,7 +70,7 @@ class PackageDir:
 
     @property
     def rel(self) -> str:
-        """The directory as printed by ``scan``: POSIX, relative, ``.`` for the root."""
+        """The directory as printed by `scan`: POSIX, relative, `.` for the root."""
         return self.path.as_posix()
 
     @property
@@ -83,10 +83,10 @@ class PackageDir:
 
 @dataclass(frozen=True)
 class ChangeSet:
-    """What ``changed_packages`` compared, for messages and logs."""
+    """What `changed_packages` compared, for messages and logs."""
 
     base_ref: str
-    """The ref the base came from, e.g. ``origin/main`` or ``HEAD^``."""
+    """The ref the base came from, e.g. `origin/main` or `HEAD^`."""
     base_commit: str
     head_commit: str
     changed_paths: tuple[str, ...]
@@ -94,7 +94,7 @@ class ChangeSet:
 
 
 def load_package(root: Path, rel: PurePosixPath) -> PackageDir:
-    """Read the package at ``root/rel`` (BuildError when its changelog is malformed)."""
+    """Read the package at `root/rel` (BuildError when its changelog is malformed)."""
     abs_path = root if rel == PurePosixPath(".") else root.joinpath(*rel.parts)
     entry = read_top_entry(abs_path / "debian" / "changelog")
     return PackageDir(path=rel, abs_path=abs_path, name=entry.source, version=entry.version)
@@ -111,7 +111,7 @@ def _dirs_from_paths(paths: Iterable[str]) -> set[PurePosixPath]:
 
 
 def owning_package(path: str, package_dirs: Iterable[PurePosixPath]) -> PurePosixPath | None:
-    """The nearest package directory enclosing ``path`` (a file path, POSIX, relative)."""
+    """The nearest package directory enclosing `path` (a file path, POSIX, relative)."""
     dirs = package_dirs if isinstance(package_dirs, (set, frozenset)) else set(package_dirs)
     for parent in PurePosixPath(path).parents:
         if parent in dirs:
@@ -120,7 +120,7 @@ def owning_package(path: str, package_dirs: Iterable[PurePosixPath]) -> PurePosi
 
 
 def repo_root(repo: Path) -> Path:
-    """The top of the git work tree holding ``repo``."""
+    """The top of the git work tree holding `repo`."""
     top = git_ok(repo, "rev-parse", "--show-toplevel")
     if top.returncode != 0 or not top.stdout.strip():
         raise BuildError(
@@ -131,11 +131,11 @@ def repo_root(repo: Path) -> Path:
 
 
 def find_packages(repo: Path, *, exclude: Sequence[Path] = ()) -> list[PackageDir]:
-    """Every package of the repository (the ``--all`` selection), sorted by directory.
+    """Every package of the repository (the `--all` selection), sorted by directory.
 
     In a git work tree the tracked and the untracked-but-not-ignored files are listed;
     anything else is walked, skipping hidden directories. Packages under one of the
-    ``exclude`` directories (the build directory) are skipped.
+    `exclude` directories (the build directory) are skipped.
     """
     repo = repo.resolve()
     if is_git_repo(repo):
@@ -164,12 +164,12 @@ def find_packages(repo: Path, *, exclude: Sequence[Path] = ()) -> list[PackageDi
 
 
 def changed_packages(repo: Path, base: str | None, env: Mapping[str, str]) -> list[PackageDir]:
-    """The packages touched between the merge base (see the module doc) and ``HEAD``."""
+    """The packages touched between the merge base (see the module doc) and `HEAD`."""
     return list(find_changes(repo, base, env).packages)
 
 
 def find_changes(repo: Path, base: str | None, env: Mapping[str, str]) -> ChangeSet:
-    """Like :func:`changed_packages`, with the base and changed paths it used."""
+    """Like `changed_packages`, with the base and changed paths it used."""
     root = repo_root(repo.resolve())
     head = _rev(root, "HEAD")
     if head is None:
@@ -206,12 +206,12 @@ def find_changes(repo: Path, base: str | None, env: Mapping[str, str]) -> Change
 
 
 def format_lines(packages: Iterable[PackageDir]) -> str:
-    """``scan``'s plain output: one package directory per line."""
+    """`scan`'s plain output: one package directory per line."""
     return "".join(f"{p.rel}\n" for p in packages)
 
 
 def format_json(packages: Iterable[PackageDir]) -> str:
-    """``scan``'s JSON output: a list of ``{name, directory, version}``."""
+    """`scan`'s JSON output: a list of `{name, directory, version}`."""
     return json.dumps([p.to_json() for p in packages], indent=2) + "\n"
 
 
@@ -229,7 +229,7 @@ def _has_origin(root: Path) -> bool:
 
 
 def _fetch_branch(root: Path, branch: str) -> str | None:
-    """Fetch ``branch`` of origin into ``origin/<branch>``; its commit, or None."""
+    """Fetch `branch` of origin into `origin/<branch>`; its commit, or None."""
     if not _has_origin(root):
         return None
     args = ["fetch", "--quiet", "--no-tags"]
@@ -252,14 +252,7 @@ def _resolve_base(root: Path, base: str | None, env: Mapping[str, str]) -> tuple
             return f"origin/{base}", sha
         raise BuildError(f"base {base!r} is neither a ref nor a branch of origin: check --base")
 
-    provider = detect_provider(env)
-    target = variable = ""
-    if provider is Provider.GITHUB_ACTIONS:
-        target = env.get("GITHUB_BASE_REF", "")
-        variable = "GITHUB_BASE_REF"
-    elif provider is Provider.GITLAB_CI:
-        target = env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "")
-        variable = "CI_MERGE_REQUEST_TARGET_BRANCH_NAME"
+    target, variable = pr_target_branch(env)
     if target:
         sha = _rev(root, f"origin/{target}") or _fetch_branch(root, target)
         if sha:
@@ -314,7 +307,7 @@ def _shallow_commits(root: Path) -> set[str]:
 
 
 def _with_history(root: Path, attempt: Callable[[], _T | None]) -> _T | None:
-    """``attempt()``, deepening a shallow clone step by step until it gives an answer."""
+    """`attempt()`, deepening a shallow clone step by step until it gives an answer."""
     found = attempt()
     if found is not None or not _is_shallow(root):
         return found
@@ -362,26 +355,14 @@ def _push_base(root: Path, head: str, env: Mapping[str, str]) -> tuple[str, str 
 
 
 def _push_before(env: Mapping[str, str]) -> str | None:
-    provider = detect_provider(env)
-    before = ""
-    if provider is Provider.GITLAB_CI:
-        before = env.get("CI_COMMIT_BEFORE_SHA", "")
-    elif provider is Provider.GITHUB_ACTIONS and env.get("GITHUB_EVENT_NAME") == "push":
-        path = env.get("GITHUB_EVENT_PATH", "")
-        try:
-            payload = json.loads(Path(path).read_text(encoding="utf-8")) if path else {}
-        except (OSError, ValueError):
-            payload = {}
-        value = payload.get("before") if isinstance(payload, dict) else None
-        before = value if isinstance(value, str) else ""
-    before = before.strip()
+    before = push_before_sha(env)
     if not before or before in _ZERO_SHA or not all(c in "0123456789abcdef" for c in before):
         return None
     return before
 
 
 def _diff(root: Path, base: str | None, head: str) -> list[str]:
-    """Paths changed from ``base`` (None: the empty tree) to ``head``; renames both ways."""
+    """Paths changed from `base` (None: the empty tree) to `head`; renames both ways."""
     if base is None:
         return _tree_files(root, head)
     out = git(root, "diff", "--name-status", "-z", "-M", "--no-ext-diff", base, head, "--")

@@ -1,24 +1,24 @@
 """CI versions, and the changelog entries that carry them.
 
-The version of a build, from the top ``debian/changelog`` entry ``V``:
+The version of a build, from the top `debian/changelog` entry `V`:
 
 =================================  =====================================================
 event                              version
 =================================  =====================================================
-pull request N, build B            ``V~prN-B`` (``1.0.79~pr751-14``); when ``V`` has a
-                                   Debian revision (``1.0.0-1``): ``V~prN.B``
-                                   (``1.0.0-1~pr751.14``)
-push to the mainline branch        ``V`` as written; no new changelog entry
-push to another branch             nothing is built; with ``branch_builds``:
-                                   ``V~<branch>-B`` (``V~<branch>.B`` with a revision),
+pull request N, build B            `V~prN-B` (`1.0.79~pr751-14`); when `V` has a
+                                   Debian revision (`1.0.0-1`): `V~prN.B`
+                                   (`1.0.0-1~pr751.14`)
+push to the mainline branch        `V` as written; no new changelog entry
+push to another branch             nothing is built; with `branch_builds`:
+                                   `V~<branch>-B` (`V~<branch>.B` with a revision),
                                    the branch lowercased, every run of characters
-                                   other than ``a-z 0-9 + .`` turned into one ``.``
+                                   other than `a-z 0-9 + .` turned into one `.`
 =================================  =====================================================
 
-Why the revision case differs: ``1.0.0-1~pr751-14`` parses as upstream
-``1.0.0-1~pr751``, revision ``14``, which sorts *above* ``1.0.0-2``: apt would prefer a
-pull-request build to the next release. ``1.0.0-1~pr751.14`` sorts below ``1.0.0-1``,
-as ``1.0.79~pr751-14`` sorts below ``1.0.79``. Either way the ``~`` makes a CI build
+Why the revision case differs: `1.0.0-1~pr751-14` parses as upstream
+`1.0.0-1~pr751`, revision `14`, which sorts *above* `1.0.0-2`: apt would prefer a
+pull-request build to the next release. `1.0.0-1~pr751.14` sorts below `1.0.0-1`,
+as `1.0.79~pr751-14` sorts below `1.0.79`. Either way the `~` makes a CI build
 sort below the version it previews, and later builds of a pull request sort above
 earlier ones.
 """
@@ -70,7 +70,7 @@ def _parse(version: str) -> Version:
 
 
 def sanitize_branch(branch: str) -> str:
-    """A branch name made fit for a Debian version: ``feature/Foo_bar`` → ``feature.foo.bar``."""
+    """A branch name made fit for a Debian version: `feature/Foo_bar` → `feature.foo.bar`."""
     cleaned = _BRANCH_JUNK.sub(".", branch.lower()).strip(".")
     cleaned = re.sub(r"\.{2,}", ".", cleaned)
     return cleaned[:40].strip(".") or "branch"
@@ -87,7 +87,7 @@ def _with_suffix(version: str, tag: str, build: int) -> str:
 def ci_version(
     changelog_version: str, event: BuildEvent, branch_builds: bool = False
 ) -> str | None:
-    """The version to build for ``event``; None when the event builds nothing."""
+    """The version to build for `event`; None when the event builds nothing."""
     _parse(changelog_version)
     if event.kind is EventKind.MAINLINE:
         return changelog_version
@@ -129,17 +129,17 @@ def write_changelog_entry(
     *,
     when: datetime | None = None,
 ) -> str:
-    """Prepend a changelog entry for ``version`` to ``pkg_dir/debian/changelog``.
+    """Prepend a changelog entry for `version` to `pkg_dir/debian/changelog`.
 
-    The entry: the top entry's source name, ``version``, ``suite`` as distribution,
-    urgency medium, the maintainer from ``DEBFULLNAME``/``DEBEMAIL`` (else the top
-    entry's), and the date ``when``. Without ``when``: the committer date of the
-    event's commit (of ``HEAD``) when ``pkg_dir`` is in a git work tree, else now. So
-    the same commit gives the same entry, and the same ``SOURCE_DATE_EPOCH``, on every
+    The entry: the top entry's source name, `version`, `suite` as distribution,
+    urgency medium, the maintainer from `DEBFULLNAME`/`DEBEMAIL` (else the top
+    entry's), and the date `when`. Without `when`: the committer date of the
+    event's commit (of `HEAD`) when `pkg_dir` is in a git work tree, else now. So
+    the same commit gives the same entry, and the same `SOURCE_DATE_EPOCH`, on every
     machine. The date never goes back before the previous entry's.
 
     The rest of the file stays byte-identical. Returns the entry's text; with
-    ``dry_run`` nothing is written.
+    `dry_run` nothing is written.
     """
     changelog = pkg_dir / "debian" / "changelog"
     top = read_top_entry(changelog)
@@ -170,10 +170,10 @@ def _default_when(pkg_dir: Path, event: BuildEvent) -> datetime:
 
 
 def top_entry(pkg_dir: Path) -> ChangelogEntry:
-    """The top entry of ``pkg_dir/debian/changelog``."""
+    """The top entry of `pkg_dir/debian/changelog`."""
     return read_top_entry(pkg_dir / "debian" / "changelog")
 
 
 def source_date_epoch(pkg_dir: Path) -> int:
-    """``SOURCE_DATE_EPOCH`` for a build of ``pkg_dir``: its top changelog entry's date."""
+    """`SOURCE_DATE_EPOCH` for a build of `pkg_dir`: its top changelog entry's date."""
     return top_entry(pkg_dir).epoch

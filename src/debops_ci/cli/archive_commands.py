@@ -15,15 +15,22 @@ from typing import Any
 
 import click
 
+from debops_ci.archive.listing import list_packages
 from debops_ci.archive.lock import break_lock
+from debops_ci.archive.maintenance import SuiteCare, repair, resign
 from debops_ci.archive.publish import publish
 from debops_ci.archive.release import parse_date
-from debops_ci.archive.remove import remove
+from debops_ci.archive.remove import PackageSpec, remove
 from debops_ci.archive.verify import verify
-from debops_ci.cli.common import command_context, open_archive, shared_options, sources_line
+from debops_ci.cli.common import (
+    Context,
+    command_context,
+    open_archive,
+    shared_options,
+    sources_line,
+)
 from debops_ci.errors import ArchiveIntegrityError, SigningError, UsageError
 from debops_ci.signing import _gpg, generate_key, private_gnupg_home
-from debops_ci.storage import LocalStore
 
 
 def _parse_floor(value: str | None) -> datetime | None:
@@ -47,10 +54,20 @@ def _parse_floor(value: str | None) -> datetime | None:
     "--not-older-than",
     help="Refuse to publish if the suite's Date is older (the last Date you saw: rollback).",
 )
+@click.option(
+    "--phased-percentage",
+    type=int,
+    help="Phased-Update-Percentage (0-100): apt upgrade rolls it out to that share of hosts.",
+)
 @shared_options
 @click.pass_context
 def upload_command(
-    ctx: click.Context, /, files: tuple[Path, ...], not_older_than: str | None, **kwargs: Any
+    ctx: click.Context,
+    /,
+    files: tuple[Path, ...],
+    not_older_than: str | None,
+    phased_percentage: int | None,
+    **kwargs: Any,
 ) -> None:
     """Publish .deb files into the archive, all in one transaction."""
     cctx = command_context(ctx, kwargs)
@@ -58,7 +75,9 @@ def upload_command(
         raise UsageError("name at least one .deb file: debops-ci upload FILE.deb...")
     settings = dataclasses.replace(cctx.settings(), not_older_than=_parse_floor(not_older_than))
     with open_archive(cctx, signing=True) as archive:
-        result = publish(archive, settings, list(files))
+        result = publish(archive, settings, list(files), phased_percentage=phased_percentage)
+        for key in result.repaired:
+            click.echo(f"repaired {key} (left torn by an earlier publisher)")
         for pkg in result.added:
             click.echo(f"published {pkg.package} {pkg.version} {pkg.architecture}")
         for pkg in result.already_present:
@@ -69,10 +88,14 @@ def upload_command(
         if not result.added:
             click.echo(f"nothing to do: suite {settings.suite} already has every package")
         else:
+            how = (
+                "committed by the publisher holding the lock (group commit)"
+                if result.by_other
+                else f"{result.attempts} attempt(s), {result.commits} commit(s)"
+            )
             click.echo(
                 f"suite {settings.suite}/{settings.component} updated "
-                f"({len(result.added)} added, {result.attempts} attempt(s)) in "
-                f"{archive.store.describe()}"
+                f"({len(result.added)} added, {how}) in {archive.store.describe()}"
             )
         click.echo(sources_line(archive, settings.suite, [settings.component]))
 
@@ -89,39 +112,31 @@ def list_command(
     """List the packages of a suite (or every suite)."""
     cctx = command_context(ctx, kwargs)
     settings = cctx.settings()
-    rows: list[dict[str, str]] = []
     with open_archive(cctx, signing=False) as archive:
-        archive.require_existing()
-        suites = archive.suites() if all_suites else [settings.suite]
-        for suite in suites:
-            state = archive.read(suite)
-            if not state.exists and not all_suites:
-                raise UsageError(f"suite {suite!r} does not exist in {archive.store.describe()}")
-            for component, entry in state.all_entries():
-                if package and entry.package != package:
-                    continue
-                rows.append(
-                    {
-                        "suite": suite,
-                        "component": component,
-                        "package": entry.package,
-                        "version": entry.version,
-                        "architecture": entry.architecture,
-                        "filename": entry.filename,
-                        "size": str(entry.size),
-                        "sha256": entry.sha256,
-                    }
-                )
+        rows = list_packages(archive, None if all_suites else [settings.suite], package=package)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([row.to_json() for row in rows], indent=2))
         return
     if not rows:
         click.echo("no packages")
         return
+    table = [
+        {
+            "suite": r.suite,
+            "component": r.component,
+            "package": r.package,
+            "version": r.version,
+            "architecture": r.architecture,
+            "phased": "" if r.phased_percentage is None else f"{r.phased_percentage}%",
+        }
+        for r in rows
+    ]
     columns = ["suite", "component", "package", "version", "architecture"]
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    if any(row["phased"] for row in table):
+        columns.append("phased")
+    widths = {c: max(len(c), *(len(r[c]) for r in table)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
+    for row in table:
         click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
 
 
@@ -134,8 +149,9 @@ def remove_command(ctx: click.Context, /, specs: tuple[str, ...], **kwargs: Any)
     cctx = command_context(ctx, kwargs)
     settings = cctx.settings()
     arch_filter = cctx.flags.get("arch")
+    parsed = [PackageSpec.parse(spec, "remove") for spec in specs]
     with open_archive(cctx, signing=True) as archive:
-        result = remove(archive, settings, list(specs), arch_filter)
+        result = remove(archive, settings, parsed, arch_filter)
     for component, entry in result.removed:
         click.echo(
             f"removed {entry.package} {entry.version} {entry.architecture} "
@@ -181,6 +197,47 @@ def verify_command(
         raise ArchiveIntegrityError(f"the archive does not verify ({len(report.errors)} errors)")
 
 
+def _explicit_suites(cctx: Context, all_suites: bool) -> list[str] | None:
+    """--distro names one suite; without it (or with --all-suites), every suite."""
+    if all_suites or not cctx.flags.get("distro"):
+        return None
+    return [cctx.settings().suite]
+
+
+def _render_care(done: list[SuiteCare], verb: str) -> None:
+    for care in done:
+        if care.repaired:
+            click.echo(f"repaired dists/{care.suite}: {', '.join(care.repaired)}")
+        if care.resigned:
+            click.echo(f"re-signed dists/{care.suite}: Valid-Until moved forward")
+        if not care.repaired and not care.resigned:
+            click.echo(f"dists/{care.suite}: nothing to {verb}")
+
+
+@click.command("repair")
+@click.option("--all-suites", is_flag=True, help="Every suite (default without --distro).")
+@shared_options
+@click.pass_context
+def repair_command(ctx: click.Context, /, all_suites: bool, **kwargs: Any) -> None:
+    """Rewrite Release, Release.gpg and plain indexes that disagree with InRelease."""
+    cctx = command_context(ctx, kwargs)
+    with open_archive(cctx, signing=True) as archive:
+        done = repair(archive, cctx.settings(), _explicit_suites(cctx, all_suites))
+    _render_care(done, "repair")
+
+
+@click.command("resign")
+@click.option("--all-suites", is_flag=True, help="Every suite (default without --distro).")
+@shared_options
+@click.pass_context
+def resign_command(ctx: click.Context, /, all_suites: bool, **kwargs: Any) -> None:
+    """Re-sign the suites whose Valid-Until is near (run it on a schedule)."""
+    cctx = command_context(ctx, kwargs)
+    with open_archive(cctx, signing=True) as archive:
+        done = resign(archive, cctx.settings(), _explicit_suites(cctx, all_suites))
+    _render_care(done, "re-sign")
+
+
 @click.command("unlock")
 @shared_options
 @click.pass_context
@@ -210,17 +267,17 @@ def serve_command(ctx: click.Context, /, port: int, bind: str, **kwargs: Any) ->
     """Serve a local-directory archive over HTTP for apt."""
     cctx = command_context(ctx, kwargs)
     with open_archive(cctx, signing=False) as archive:
-        store = archive.store
-        if not isinstance(store, LocalStore):
+        root = archive.store.capabilities.local_root
+        if root is None:
             raise UsageError("serve works on a local-directory archive; S3 serves itself")
         archive.require_existing()
-        handler = functools.partial(_QuietHandler, directory=str(store.root))
+        handler = functools.partial(_QuietHandler, directory=str(root))
         try:
             server = http.server.ThreadingHTTPServer((bind, port), handler)
         except OSError as exc:
             raise UsageError(f"cannot listen on {bind}:{port}: {exc.strerror}") from None
         url = f"http://{bind}:{server.server_address[1]}"
-        click.echo(f"serving {store.root} at {url} (Ctrl-C to stop)")
+        click.echo(f"serving {root} at {url} (Ctrl-C to stop)")
         for suite in archive.suites():
             click.echo(
                 f"  deb [signed-by=/etc/apt/keyrings/debops-ci-archive.asc] {url} {suite} main"

@@ -244,8 +244,3 @@ def build_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None:
 def ci_command(ctx: click.Context, /, dry_run: bool, **kwargs: Any) -> None:
     """The whole job: scan, version, build, and publish in one archive transaction."""
     _run(ctx, kwargs, publishing=True, dry_run=dry_run)
-
-
-def register(group: click.Group) -> None:
-    for command in (scan_command, version_command, build_command, ci_command):
-        group.add_command(command)

@@ -1,27 +1,47 @@
-"""`debops-ci`: the command group, aliases of the original tool, and error reporting."""
+"""`debops-ci`: the command group, aliases of the original tool, and error reporting.
+
+Commands are imported when they run, not when the group is built: `debops-ci
+--version` and `debops-ci list` on a local archive do not pay for boto3 or for the CI
+half. `COMMANDS` is the one table of what exists and where it lives.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import click
 
 from debops_ci import __version__
-from debops_ci.cli.archive_commands import (
-    keygen_command,
-    list_command,
-    remove_command,
-    serve_command,
-    unlock_command,
-    upload_command,
-    verify_command,
-)
-from debops_ci.cli.common import SHARED_NAMES, shared_options
+from debops_ci.cli.flags import SHARED_NAMES, shared_options
 from debops_ci.errors import DebopsError
-from debops_ci.signing import install_sigterm_cleanup
+
+__all__ = ["ALIASES", "COMMANDS", "cli", "main", "report_errors"]
+
+# name -> "module:attribute", in the order `--help` lists them.
+COMMANDS: dict[str, str] = {
+    "scan": "debops_ci.cli.ci_commands:scan_command",
+    "version": "debops_ci.cli.ci_commands:version_command",
+    "build": "debops_ci.cli.ci_commands:build_command",
+    "ci": "debops_ci.cli.ci_commands:ci_command",
+    "upload": "debops_ci.cli.archive_commands:upload_command",
+    "list": "debops_ci.cli.archive_commands:list_command",
+    "remove": "debops_ci.cli.archive_commands:remove_command",
+    "verify": "debops_ci.cli.archive_commands:verify_command",
+    "promote": "debops_ci.cli.lifecycle_commands:promote_command",
+    "prune": "debops_ci.cli.lifecycle_commands:prune_command",
+    "gc": "debops_ci.cli.lifecycle_commands:gc_command",
+    "phase": "debops_ci.cli.lifecycle_commands:phase_command",
+    "repair": "debops_ci.cli.archive_commands:repair_command",
+    "resign": "debops_ci.cli.archive_commands:resign_command",
+    "unlock": "debops_ci.cli.archive_commands:unlock_command",
+    "serve": "debops_ci.cli.archive_commands:serve_command",
+    "keygen": "debops_ci.cli.archive_commands:keygen_command",
+}
 
 # The original tool's action names, kept working.
 ALIASES = {
@@ -31,9 +51,22 @@ ALIASES = {
 }
 
 
-class AliasGroup(click.Group):
+def load_command(name: str) -> click.Command:
+    module, _, attribute = COMMANDS[name].partition(":")
+    command = getattr(importlib.import_module(module), attribute)
+    assert isinstance(command, click.Command)
+    return command
+
+
+class LazyGroup(click.Group):
+    """Resolves aliases, and imports a command's module only when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, ALIASES.get(cmd_name, cmd_name))
+        name = ALIASES.get(cmd_name, cmd_name)
+        return load_command(name) if name in COMMANDS else None
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -42,7 +75,7 @@ class AliasGroup(click.Group):
         return (command.name if command else name), command, rest
 
 
-@click.group(cls=AliasGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="debops-ci")
 @shared_options
 @click.pass_context
@@ -51,50 +84,52 @@ def cli(ctx: click.Context, /, **kwargs: Any) -> None:
     ctx.obj = {"flags": {name: kwargs.get(name) for name in SHARED_NAMES}}
 
 
-for command in (
-    upload_command,
-    list_command,
-    remove_command,
-    verify_command,
-    unlock_command,
-    serve_command,
-    keygen_command,
-):
-    cli.add_command(command)
+def report_errors(
+    prog: str, run: Callable[[], object], argv: Sequence[str] | None = None
+) -> NoReturn:
+    """Run a click entry point; every failure becomes one line and its exit code.
 
-try:  # the CI half registers itself when present
-    from debops_ci.cli.ci_commands import register as _register_ci
-
-    _register_ci(cli)
-except ImportError:  # pragma: no cover
-    pass
-
-
-def main(argv: list[str] | None = None) -> None:
-    install_sigterm_cleanup()
-    verbose = any(a in ("-v", "--verbose", "--show-commands") for a in (argv or sys.argv[1:]))
+    Shared by the three tools, so they answer bad input the same way.
+    """
+    args = list(argv) if argv is not None else sys.argv[1:]
+    verbose = any(a in ("-v", "--verbose", "--show-commands") for a in args)
     try:
-        cli.main(args=argv, prog_name="debops-ci", standalone_mode=False)
+        run()
     except click.exceptions.Abort:
-        click.echo("debops-ci: aborted", err=True)
+        click.echo(f"{prog}: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        click.echo(f"debops-ci: error: {exc.format_message()}", err=True)
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
         sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except DebopsError as exc:
-        click.echo(f"debops-ci: error: {exc}", err=True)
+        click.echo(f"{prog}: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("debops-ci: interrupted", err=True)
+        click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
         if verbose or os.environ.get("DEBOPS_DEBUG"):
             traceback.print_exc()
         click.echo(
-            f"debops-ci: internal error: {type(exc).__name__}; rerun with -v for details "
+            f"{prog}: internal error: {type(exc).__name__}; rerun with -v for details "
             "and report it",
             err=True,
         )
         sys.exit(70)
+    sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(argv) if argv is not None else sys.argv[1:]
+
+    def run() -> None:
+        if args[:1] not in (["--version"], ["--help"], ["-h"]):
+            # Removes the private GnuPG homes on SIGTERM; not needed to print a version.
+            from debops_ci.signing import install_sigterm_cleanup
+
+            install_sigterm_cleanup()
+        cli.main(args=args, prog_name="debops-ci", standalone_mode=False)
+
+    report_errors("debops-ci", run, args)

@@ -1,6 +1,6 @@
-"""Reading and extending ``debian/changelog`` files.
+"""Reading and extending `debian/changelog` files.
 
-Parsing and formatting go through python-debian (:mod:`debian.changelog`). A new
+Parsing and formatting go through python-debian (`debian.changelog`). A new
 entry is *prepended* to the original bytes of the file: the rest of the file is
 never re-serialised, so it stays byte-identical whatever its formatting quirks.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from debian.changelog import ChangeBlock, Changelog, ChangelogParseError
 from debian.debian_support import Version
 
+from debops_ci.debian.rules import PACKAGE_NAME_RE
 from debops_ci.errors import BuildError
 
 __all__ = [
@@ -30,15 +31,15 @@ __all__ = [
     "rfc2822_date",
 ]
 
-# dpkg's own rules for a source package name and a distribution token.
-_SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# dpkg's own rules for a source package name (one home: rules.py) and a distribution.
+_SOURCE_NAME = PACKAGE_NAME_RE
 _DISTRIBUTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _MAINTAINER = re.compile(r"^(?P<name>[^<>]*?)\s*<(?P<email>[^<>\s]+@[^<>\s]+)>$")
 
 
 @dataclass(frozen=True)
 class ChangelogEntry:
-    """The top entry of a ``debian/changelog``."""
+    """The top entry of a `debian/changelog`."""
 
     source: str
     version: str
@@ -54,12 +55,12 @@ class ChangelogEntry:
 
     @property
     def epoch(self) -> int:
-        """The entry's date in seconds since the epoch: the ``SOURCE_DATE_EPOCH`` of a build."""
+        """The entry's date in seconds since the epoch: the `SOURCE_DATE_EPOCH` of a build."""
         return int(self.timestamp.timestamp())
 
 
 def rfc2822_date(when: datetime) -> str:
-    """Format ``when`` the way ``debian/changelog`` wants it (RFC 2822, numeric zone).
+    """Format `when` the way `debian/changelog` wants it (RFC 2822, numeric zone).
 
     A naive datetime is taken to be UTC.
     """
@@ -80,7 +81,7 @@ def parse_date(text: str) -> datetime:
 
 
 def read_top_entry(path: Path) -> ChangelogEntry:
-    """Parse the top entry of the changelog at ``path``.
+    """Parse the top entry of the changelog at `path`.
 
     Raises BuildError naming the file when it is missing or malformed.
     """
@@ -92,7 +93,7 @@ def read_top_entry(path: Path) -> ChangelogEntry:
 
 
 def parse_top_entry(data: bytes, path: Path | str = "debian/changelog") -> ChangelogEntry:
-    """Parse the top entry of changelog bytes (``path`` is only used in messages)."""
+    """Parse the top entry of changelog bytes (`path` is only used in messages)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -130,10 +131,10 @@ def parse_top_entry(data: bytes, path: Path | str = "debian/changelog") -> Chang
 
 
 def maintainer_from_env(env: Mapping[str, str], fallback: str) -> str:
-    """The maintainer of a new entry, as ``dch`` would pick it.
+    """The maintainer of a new entry, as `dch` would pick it.
 
-    ``DEBFULLNAME`` and ``DEBEMAIL`` together; or ``DEBEMAIL`` alone when it has the
-    ``Name <email>`` form; otherwise ``fallback`` (the previous entry's maintainer).
+    `DEBFULLNAME` and `DEBEMAIL` together; or `DEBEMAIL` alone when it has the
+    `Name <email>` form; otherwise `fallback` (the previous entry's maintainer).
     """
     full_name = env.get("DEBFULLNAME", "").strip()
     email_addr = env.get("DEBEMAIL", "").strip()
@@ -158,7 +159,7 @@ def format_entry(
 ) -> str:
     """Return the text of one changelog entry, ending with a blank line.
 
-    ``changes`` are the bullet texts, without the leading ``"  * "``.
+    `changes` are the bullet texts, without the leading `"  * "`.
     """
     if not _SOURCE_NAME.match(source):
         raise BuildError(f"invalid source package name {source!r}")
@@ -187,9 +188,9 @@ def format_entry(
 
 
 def prepend_entry(path: Path, entry: str, *, dry_run: bool = False) -> bytes:
-    """Put ``entry`` on top of the changelog at ``path``; return the new file's bytes.
+    """Put `entry` on top of the changelog at `path`; return the new file's bytes.
 
-    The original bytes follow the new entry unchanged. With ``dry_run`` nothing is
+    The original bytes follow the new entry unchanged. With `dry_run` nothing is
     written. The result is parsed again so that a bad entry never reaches the disk.
     """
     original = path.read_bytes()

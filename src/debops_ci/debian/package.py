@@ -7,28 +7,55 @@ blank line or a reserved field in it would let one package forge another's stanz
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import lzma
 import os
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from debian.debfile import DebFile
-
+from debops_ci.debian.container import read_control_file, read_layout
+from debops_ci.debian.fieldorder import canonical_order
+from debops_ci.debian.limits import MAX_FIELD_BYTES, MAX_PARAGRAPH_BYTES
+from debops_ci.debian.rules import (
+    ARCH_RE,
+    PACKAGE_NAME_RE,
+    VERSION_RE,
+    check_architecture,
+    check_package_name,
+    check_version,
+    deb_filename,
+    is_valid_version,
+    pool_path,
+    pool_prefix,
+    strip_epoch,
+)
 from debops_ci.errors import PackageError
 
-PACKAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-VERSION_RE = re.compile(
-    r"^(?:(?P<epoch>[0-9]+):)?"
-    r"(?P<upstream>[0-9][A-Za-z0-9.+~-]*?|[0-9][A-Za-z0-9.+~]*)"
-    r"(?:-(?P<revision>[A-Za-z0-9.+~]+))?$"
-)
+__all__ = [
+    # The Debian rules live in debops_ci.debian.rules; re-exported for older callers.
+    "ARCH_RE",
+    "FIELD_NAME_RE",
+    "PACKAGE_NAME_RE",
+    "REQUIRED_FIELDS",
+    "RESERVED_FIELDS",
+    "SINGLE_LINE_FIELDS",
+    "VERSION_RE",
+    "DebControl",
+    "DebPackage",
+    "check_architecture",
+    "check_package_name",
+    "check_version",
+    "hash_file",
+    "inspect_deb",
+    "is_valid_version",
+    "parse_control",
+    "pool_prefix",
+    "read_control",
+    "read_deb_control",
+    "strip_epoch",
+]
+
 FIELD_NAME_RE = re.compile(r"^[!-9;-~][!-9;-~]*$")
 
 # Fields the archive computes; a .deb that carries them is trying to forge them.
@@ -40,40 +67,6 @@ REQUIRED_FIELDS = ("Package", "Version", "Architecture")
 SINGLE_LINE_FIELDS = frozenset(
     f.lower() for f in ("Package", "Version", "Architecture", "Source", "Section", "Priority")
 )
-
-
-def is_valid_version(version: str) -> bool:
-    return bool(VERSION_RE.match(version)) and not version.endswith("-")
-
-
-def check_version(version: str, what: str) -> None:
-    if not is_valid_version(version):
-        raise PackageError(
-            f"{what}: {version!r} is not a valid Debian version "
-            "(digits first, then letters, digits and . + ~ -)"
-        )
-
-
-def check_package_name(name: str, what: str) -> None:
-    if not PACKAGE_NAME_RE.match(name):
-        raise PackageError(
-            f"{what}: {name!r} is not a valid Debian package name "
-            "(lowercase letters, digits, + - . ; at least two characters)"
-        )
-
-
-def check_architecture(arch: str, what: str) -> None:
-    if not ARCH_RE.match(arch):
-        raise PackageError(f"{what}: {arch!r} is not a valid architecture name")
-
-
-def strip_epoch(version: str) -> str:
-    return version.split(":", 1)[1] if ":" in version else version
-
-
-def pool_prefix(source: str) -> str:
-    """Debian's pool fan-out: `libfoo` goes under `libf/`, everything else under its initial."""
-    return source[:4] if source.startswith("lib") and len(source) > 3 else source[0]
 
 
 @dataclass(frozen=True)
@@ -96,29 +89,20 @@ class DebPackage:
 
     @property
     def canonical_name(self) -> str:
-        return f"{self.package}_{strip_epoch(self.version)}_{self.architecture}.deb"
+        return deb_filename(self.package, self.version, self.architecture)
 
     def pool_path(self, component: str) -> str:
-        return f"pool/{component}/{pool_prefix(self.source)}/{self.source}/{self.canonical_name}"
+        return pool_path(component, self.source, self.package, self.version, self.architecture)
 
     def stanza(self, filename: str) -> str:
-        """The Packages stanza, archive fields placed before Description as apt-ftparchive does."""
+        """The Packages stanza, in apt-ftparchive's canonical field order (Package first)."""
         archive_fields = [
             ("Filename", filename),
             ("Size", str(self.size)),
             ("MD5sum", self.md5),
             ("SHA256", self.sha256),
         ]
-        lines: list[str] = []
-        placed = False
-        for name, value in self.fields:
-            if name.lower() == "description" and not placed:
-                lines.extend(f"{n}: {v}" for n, v in archive_fields)
-                placed = True
-            lines.append(f"{name}: {value}")
-        if not placed:
-            lines.extend(f"{n}: {v}" for n, v in archive_fields)
-        return "\n".join(lines)
+        return "\n".join(f"{n}: {v}" for n, v in canonical_order([*self.fields, *archive_fields]))
 
 
 def hash_file(path: Path) -> tuple[int, str, str]:
@@ -142,6 +126,11 @@ def parse_control(raw: bytes, what: str) -> tuple[tuple[str, str], ...]:
         raise PackageError(f"{what}: control file is not valid UTF-8") from None
     if "\r" in text or "\x00" in text:
         raise PackageError(f"{what}: control file contains carriage returns or NUL bytes")
+    if len(raw) > MAX_PARAGRAPH_BYTES:
+        raise PackageError(
+            f"{what}: control data is {len(raw)} bytes; the limit is {MAX_PARAGRAPH_BYTES} "
+            "bytes (apt cannot parse longer stanzas)"
+        )
     body = text.strip("\n")
     if not body:
         raise PackageError(f"{what}: control file is empty")
@@ -178,94 +167,36 @@ def parse_control(raw: bytes, what: str) -> tuple[tuple[str, str], ...]:
         if continuation and lower in SINGLE_LINE_FIELDS:
             raise PackageError(f"{what}: control field {name} spans several lines")
         value = "\n".join([first, *(line.rstrip(" \t") for line in continuation)])
-        fields.append((name, value.strip(" \t")))
+        value = value.strip(" \t")
+        size = len(name.encode()) + 2 + len(value.encode())
+        if size > MAX_FIELD_BYTES:
+            raise PackageError(
+                f"{what}: control field {name} is {size} bytes; the limit is {MAX_FIELD_BYTES} "
+                "bytes per field (apt cannot parse longer stanzas)"
+            )
+        fields.append((name, value))
     return tuple(fields)
 
 
-_AR_MAGIC = b"!<arch>\n"
-_AR_HEADER = 60
-
-
-def _ar_members(fh: BinaryIO, file_size: int, what: str) -> dict[str, tuple[int, int]]:
-    """Offset and size of each ar member; a truncated archive is refused here, cheaply."""
-    members: dict[str, tuple[int, int]] = {}
-    offset = len(_AR_MAGIC)
-    while offset < file_size:
-        fh.seek(offset)
-        header = fh.read(_AR_HEADER)
-        if len(header) < _AR_HEADER or header[58:60] != b"`\n":
-            raise PackageError(f"{what}: truncated or corrupt .deb (bad ar header)")
-        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-        try:
-            size = int(header[48:58].decode("ascii").strip())
-        except ValueError:
-            raise PackageError(f"{what}: corrupt .deb (bad ar member size)") from None
-        start = offset + _AR_HEADER
-        if start + size > file_size:
-            raise PackageError(f"{what}: truncated .deb ({name} is cut short)")
-        members[name] = (start, size)
-        offset = start + size + (size & 1)
-    return members
-
-
-def _control_from_tar(member: bytes, name: str, what: str) -> bytes:
-    try:
-        if name.endswith(".gz"):
-            raw = gzip.decompress(member)
-        elif name.endswith(".xz"):
-            raw = lzma.decompress(member)
-        elif name == "control.tar":
-            raw = member
-        else:
-            raise PackageError(f"{what}: unsupported control member {name}")
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for info in tar:
-                if info.name in ("./control", "control") and info.isfile():
-                    extracted = tar.extractfile(info)
-                    if extracted is not None:
-                        return extracted.read()
-    except PackageError:
-        raise
-    except (OSError, EOFError, lzma.LZMAError, tarfile.TarError):
-        raise PackageError(f"{what}: corrupt control archive in .deb") from None
-    raise PackageError(f"{what}: .deb has no control file")
-
-
 def read_control(path: Path, fh: BinaryIO, file_size: int) -> bytes:
-    """The raw control file of an open .deb (ar + control.tar.*), reading only that member."""
-    what = path.name
-    fh.seek(0)
-    if fh.read(len(_AR_MAGIC)) != _AR_MAGIC:
-        raise PackageError(f"{what}: not a Debian package (.deb files are ar archives)")
-    members = _ar_members(fh, file_size, what)
-
-    def member(name: str) -> bytes:
-        start, size = members[name]
-        fh.seek(start)
-        return fh.read(size)
-
-    if "debian-binary" not in members or not member("debian-binary").startswith(b"2."):
-        raise PackageError(f"{what}: not a Debian binary package (no debian-binary 2.x)")
-    control = [n for n in members if n.startswith("control.tar")]
-    if not control:
-        raise PackageError(f"{what}: .deb has no control archive")
-    if not any(n.startswith("data.tar") for n in members):
-        raise PackageError(f"{what}: .deb has no data archive")
-    name = control[0]
-    if name.endswith(".zst"):
-        # Python's standard library has no zstd before 3.14: let python-debian do it.
-        try:
-            raw = DebFile(str(path)).control.get_content("control")
-        except Exception:
-            raise PackageError(f"{what}: cannot read a zstd control archive") from None
-        if raw is None:
-            raise PackageError(f"{what}: .deb has no control file")
-        return bytes(raw)
-    return _control_from_tar(member(name), name, what)
+    """The raw control file of an open .deb, its members checked as dpkg checks them."""
+    layout = read_layout(fh, file_size, path.name)
+    return read_control_file(fh, layout.control, path.name)
 
 
-def inspect_deb(path: Path) -> DebPackage:
-    """Read and check a .deb; raise PackageError naming the file and the problem."""
+@dataclass(frozen=True)
+class DebControl:
+    """What a .deb says about itself: its checked control fields and the names in them."""
+
+    package: str
+    version: str
+    architecture: str
+    source: str
+    fields: tuple[tuple[str, str], ...]  # control fields in the .deb's order
+
+
+def read_deb_control(path: Path) -> DebControl:
+    """Read and check the control data of a .deb (no hashing); raise PackageError."""
     what = path.name
     try:
         with open(path, "rb") as fh:
@@ -298,5 +229,21 @@ def inspect_deb(path: Path) -> DebPackage:
         check_package_name(source, f"{what} (Source)")
         if match.group(2):
             check_version(match.group(2), f"{what} (Source version)")
+    return DebControl(package, version, architecture, source, fields)
+
+
+def inspect_deb(path: Path) -> DebPackage:
+    """Read and check a .deb and hash it; raise PackageError naming the file and the problem."""
+    control = read_deb_control(path)
     size, md5, sha256 = hash_file(path)
-    return DebPackage(path, package, version, architecture, source, fields, size, md5, sha256)
+    return DebPackage(
+        path,
+        control.package,
+        control.version,
+        control.architecture,
+        control.source,
+        control.fields,
+        size,
+        md5,
+        sha256,
+    )

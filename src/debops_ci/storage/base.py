@@ -14,6 +14,21 @@ from typing import Protocol
 
 from debops_ci.errors import DebopsError, StorageError
 
+__all__ = [
+    "Blob",
+    "Capabilities",
+    "DeferredWrite",
+    "NotFound",
+    "ObjectInfo",
+    "OperationObserver",
+    "PreconditionFailed",
+    "S3Tuning",
+    "Staged",
+    "Store",
+    "content_type_for",
+    "describe_condition",
+]
+
 
 class NotFound(StorageError):
     """The key does not exist."""
@@ -49,8 +64,74 @@ class ObjectInfo:
 OperationObserver = Callable[[str, str, str], None]
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend promises, so callers ask it instead of checking its class."""
+
+    # Conditional writes are only claimed by the server: prove them once before writing.
+    probe_conditional_writes: bool = False
+    # `copy` runs inside the store (no bytes travel through us).
+    server_side_copy: bool = True
+    # A directory on this machine (served by `debops-ci serve`, used by file:// apt).
+    local_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class S3Tuning:
+    """Retry and timeout knobs of the S3 client; the defaults are these, written once."""
+
+    max_attempts: int = 8  # tries per request, the first included
+    connect_timeout: float = 10.0  # seconds
+    read_timeout: float = 60.0  # seconds
+
+
+class Staged(Protocol):
+    """A write prepared by `Store.stage`."""
+
+    def finish(self) -> None:
+        """Make it visible."""
+        ...
+
+    def discard(self) -> None:
+        """Forget it (nothing becomes visible)."""
+        ...
+
+
+@dataclass
+class DeferredWrite:
+    """The staging of a backend whose writes are atomic anyway: nothing to prepare."""
+
+    store: Store
+    key: str
+    data: bytes | None
+    copy_of: str | None
+
+    def finish(self) -> None:
+        if self.copy_of is not None:
+            self.store.copy(self.copy_of, self.key)
+        else:
+            assert self.data is not None
+            self.store.put(self.key, self.data)
+
+    def discard(self) -> None:
+        return None
+
+
 class Store(Protocol):
     """What the archive needs from object storage, and nothing more."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend promises (see `Capabilities`)."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the archive's container (directory, bucket) exists at all."""
+        ...
+
+    def prepare_writes(self) -> None:
+        """Make the container ready for writes (a local directory is created)."""
+        ...
 
     def describe(self) -> str:
         """A human-readable location with no secrets, e.g. `s3://bucket/prefix`."""
@@ -78,7 +159,10 @@ class Store(Protocol):
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> str:
-        """Write an object; return its new tag. Raises PreconditionFailed."""
+        """Write an object; return its new tag. Raises PreconditionFailed.
+
+        `create_only` is `If-None-Match: *`; `if_match` is compare-and-swap on the tag.
+        """
         ...
 
     def put_file(
@@ -95,6 +179,15 @@ class Store(Protocol):
 
     def copy(self, source: str, target: str) -> str:
         """Server-side copy of an existing object over `target`; no bytes travel."""
+        ...
+
+    def stage(self, key: str, data: bytes | None = None, *, copy_of: str | None = None) -> Staged:
+        """Prepare an unconditional write (`data`) or copy (`copy_of`) of `key`, to be
+        made visible later with `Staged.finish()` as fast as the backend can.
+
+        The archive stages its after-commit copies before the commit, so that what is
+        left after it is only the cheapest step (a rename on a local disk).
+        """
         ...
 
     def delete(self, key: str) -> None:

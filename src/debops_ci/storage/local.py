@@ -14,16 +14,19 @@ import fcntl
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from debops_ci.errors import StorageError
 from debops_ci.storage.base import (
     Blob,
+    Capabilities,
     NotFound,
     ObjectInfo,
     OperationObserver,
     PreconditionFailed,
+    Staged,
     describe_condition,
 )
 
@@ -35,13 +38,59 @@ def _tag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
+class _StagedFile:
+    def __init__(self, store: LocalStore, key: str, tmp: Path) -> None:
+        self._store, self._key, self._tmp = store, key, tmp
+
+    def finish(self) -> None:
+        self._store._note("PUT", self._key, "staged")
+        try:
+            # Onto a name that is already the same file, rename() does nothing and
+            # leaves the temp name: unlink it in every case.
+            os.replace(self._tmp, self._store._path(self._key))
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._key}: {exc.strerror}") from exc
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
 class LocalStore:
     def __init__(self, root: Path, observer: OperationObserver | None = None) -> None:
         self.root = root.resolve()
         self._observer = observer
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(local_root=self.root)
+
     def describe(self) -> str:
         return str(self.root)
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def prepare_writes(self) -> None:
+        self.ensure_root()
+        self._sweep_temp_files()
+
+    def _sweep_temp_files(self, older_than: float = 3600.0) -> None:
+        """Temp files of writers killed mid-write (they would be served over HTTP)."""
+        dists = self.root / "dists"
+        if not dists.is_dir():
+            return
+        now = time.time()
+        for dirpath, _dirs, files in os.walk(dists):
+            for name in files:
+                if not name.startswith(_TMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    if now - path.stat().st_mtime > older_than:
+                        path.unlink()
 
     def public_url(self) -> str | None:
         return None
@@ -93,6 +142,7 @@ class LocalStore:
             os.close(fd)
 
     def _write_temp(self, target: Path, data: bytes | None, source: Path | None) -> Path:
+        tmp: str | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
@@ -108,8 +158,14 @@ class LocalStore:
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)
             return Path(tmp)
-        except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+        except BaseException as exc:
+            # Also on SIGTERM (SystemExit) mid-write: no temp file is left to be served.
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write {target}: {exc.strerror}") from exc
+            raise
 
     def _commit(self, key: str, tmp: Path, create_only: bool, if_match: str | None) -> str:
         target = self._path(key)
@@ -160,21 +216,46 @@ class LocalStore:
         tmp = self._write_temp(self._path(key), None, path)
         return self._commit(key, tmp, create_only, None)
 
+    def stage(self, key: str, data: bytes | None = None, *, copy_of: str | None = None) -> Staged:
+        """A temp file (written and fsynced, or hard-linked) beside `key`; finish renames."""
+        target = self._path(key)
+        if copy_of is None:
+            assert data is not None
+            return _StagedFile(self, key, self._write_temp(target, data, None))
+        self._note("COPY", key, f"from {copy_of} (staged)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            os.unlink(tmp)
+            os.link(self._path(copy_of), tmp)
+        except FileNotFoundError:
+            raise NotFound(f"{copy_of} not found in {self.root}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot stage a copy of {copy_of}: {exc.strerror}") from exc
+        return _StagedFile(self, key, tmp)
+
     def copy(self, source: str, target: str) -> str:
         self._note("COPY", target, f"from {source}")
         src, dst = self._path(source), self._path(target)
+        tmp = dst.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             # A hard link is safe: objects are never changed in place, only replaced.
             os.link(src, tmp)
+            # rename() onto a name that is already the same file is a no-op that leaves
+            # the source name in place: the temp link must go in every case.
             os.replace(tmp, dst)
         except FileNotFoundError:
             raise NotFound(f"{source} not found in {self.root}") from None
         except OSError as exc:
             raise StorageError(f"cannot copy {source} to {target}: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return _tag(os.stat(dst))
 
     def delete(self, key: str) -> None:

@@ -8,7 +8,6 @@ Conditional writes map to `IfNoneMatch='*'` and `IfMatch=<etag>` on PutObject.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -19,13 +18,17 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from debops_ci.errors import StorageError, UsageError
+from debops_ci.errors import StorageError
 from debops_ci.storage.base import (
     Blob,
+    Capabilities,
+    DeferredWrite,
     NotFound,
     ObjectInfo,
     OperationObserver,
     PreconditionFailed,
+    S3Tuning,
+    Staged,
     content_type_for,
     describe_condition,
 )
@@ -43,20 +46,6 @@ _BODY_ERRORS = (
 )
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
-    """A tuning knob from the environment (DEBOPS_S3_*), checked like a flag."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name} must be a number, not {text!r}") from None
-    if value < minimum:
-        raise UsageError(f"{name} must be at least {minimum:g}, not {text!r}")
-    return value
-
-
 class S3Store:
     def __init__(
         self,
@@ -67,24 +56,14 @@ class S3Store:
         region: str | None = None,
         profile: str | None = None,
         observer: OperationObserver | None = None,
-        max_attempts: int | None = None,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
+        tuning: S3Tuning | None = None,
     ) -> None:
-        # Unset: DEBOPS_S3_MAX_ATTEMPTS / _CONNECT_TIMEOUT / _READ_TIMEOUT, else defaults.
-        if max_attempts is None:
-            max_attempts = int(_env_number("DEBOPS_S3_MAX_ATTEMPTS", 8, 1))
-        if connect_timeout is None:
-            connect_timeout = _env_number("DEBOPS_S3_CONNECT_TIMEOUT", 10.0, 0.1)
-        if read_timeout is None:
-            read_timeout = _env_number("DEBOPS_S3_READ_TIMEOUT", 60.0, 0.1)
+        tuning = tuning or S3Tuning()
+        max_attempts = tuning.max_attempts
+        connect_timeout, read_timeout = tuning.connect_timeout, tuning.read_timeout
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.endpoint_url = (
-            endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or (os.environ.get("AWS_ENDPOINT_URL"))
-        )
+        self.endpoint_url = endpoint_url
         self._observer = observer
         self._max_attempts = max_attempts
         config = Config(
@@ -111,6 +90,16 @@ class S3Store:
         )
 
     # -- naming -----------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(probe_conditional_writes=True)
+
+    def exists(self) -> bool:
+        return self.bucket_exists()
+
+    def prepare_writes(self) -> None:
+        """Nothing to create: the bucket must exist (a write then says so if not)."""
 
     def describe(self) -> str:
         where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -263,6 +252,9 @@ class S3Store:
         self._note("PUT", key, describe_condition(create_only, None))
         with open(path, "rb") as fh:
             return self._put(key, fh, create_only, None, content_type, metadata)
+
+    def stage(self, key: str, data: bytes | None = None, *, copy_of: str | None = None) -> Staged:
+        return DeferredWrite(self, key, data, copy_of)
 
     def copy(self, source: str, target: str) -> str:
         self._note("COPY", target, f"from {source}")
