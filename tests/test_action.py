@@ -356,7 +356,7 @@ CI_PUBLISHED = """\
 published 3 .deb files to pr: hello-dbgsym 1.0.0-1~pr42.7 (amd64), hello 1.0.0-1~pr42.7 (amd64), \
 hello-tools 1.0.0-1~pr42.7 (all)
 already published with identical bytes: hello-data 1.0.0-1 all
-deb [signed-by=/etc/apt/keyrings/debops-ci-archive.asc] http://127.0.0.1:8333/acme pr main
+deb [signed-by=/etc/apt/keyrings/127.0.0.1-8333-acme.asc] http://127.0.0.1:8333/acme pr main
 apt install hello-tools=1.0.0-1~pr42.7 hello=1.0.0-1~pr42.7
 """
 
@@ -419,7 +419,9 @@ def test_github_output_format() -> None:
 def test_summary_tells_how_to_use_the_archive() -> None:
     summary = summary_markdown(parse_output(CI_PUBLISHED, 0))
     assert "curl -fsSL http://127.0.0.1:8333/acme/archive-key.asc" in summary
-    assert "| sudo tee /etc/apt/sources.list.d/debops-ci.list" in summary
+    # The keyring and list are named after the archive, as its deb line says.
+    assert "-o /etc/apt/keyrings/127.0.0.1-8333-acme.asc" in summary
+    assert "| sudo tee /etc/apt/sources.list.d/127.0.0.1-8333-acme.list" in summary
     assert summary_markdown(parse_output("nothing to build: x\n", 0)) == ""
 
 

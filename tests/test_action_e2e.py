@@ -27,6 +27,8 @@ from support.gpgkeys import GpgKey
 from support.seaweed import S3Bucket
 from test_ci_fixtures import clone, commit, copy_examples, git, init_repo
 
+from debops_ci.archive.webpage import archive_slug
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,10 +221,8 @@ def test_the_action_publishes_a_pull_request_and_apt_installs_it(
     assert outputs["suite"] == "unstable"
     assert outputs["archive-url"] == s3_bucket.http_url
     assert outputs["key-url"] == f"{s3_bucket.http_url}/archive-key.asc"
-    assert outputs["deb-line"] == (
-        f"deb [signed-by=/etc/apt/keyrings/debops-ci-archive.asc] {s3_bucket.http_url} "
-        "unstable main"
-    )
+    keyring = f"/etc/apt/keyrings/{archive_slug(s3_bucket.http_url)}.asc"
+    assert outputs["deb-line"] == (f"deb [signed-by={keyring}] {s3_bucket.http_url} unstable main")
     assert outputs["apt-install"] == f"apt install hello-tools={VERSION} hello={VERSION}"
     assert json.loads(outputs["debs"]) == []
 

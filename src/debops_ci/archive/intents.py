@@ -146,8 +146,11 @@ def fold_intents(
     Returns the components to commit (None when nothing at all is to be done).
     """
     result = Folded()
-    keys = pending_intents(store, suite)
-    _sweep_rejections(store, suite, now)
+    listing = list(store.list_objects(intents_prefix(suite)))
+    keys = [info.key for info in listing if info.key.endswith(_SUFFIX)]
+    for info in listing:  # rejection notes nobody came back for (their waiter died)
+        if info.key.endswith(_REJECTED) and now - info.last_modified > _STALE_REJECTION_SECONDS:
+            store.delete(info.key)
     if not keys:
         return components, result
     with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
@@ -193,12 +196,6 @@ def _reject(store: Store, suite: str, intent: Intent, reason: str) -> None:
     note = json.dumps({"reason": reason}).encode()
     store.put(f"{intents_prefix(suite)}{intent.token}{_REJECTED}", note)
     store.delete(intent.key_in(suite))
-
-
-def _sweep_rejections(store: Store, suite: str, now: float) -> None:
-    for info in store.list_objects(intents_prefix(suite)):
-        if info.key.endswith(_REJECTED) and now - info.last_modified > _STALE_REJECTION_SECONDS:
-            store.delete(info.key)
 
 
 class IntentWaiter:

@@ -14,7 +14,7 @@ from debops_ci.clock import SYSTEM_CLOCK, Clock
 from debops_ci.errors import UsageError
 from debops_ci.signing import Signer, Verifier
 from debops_ci.storage import NotFound, Store
-from debops_ci.storage.probe import require_conditional_writes
+from debops_ci.storage.probe import remember_probe, require_conditional_writes
 
 __all__ = ["Archive", "Log"]
 
@@ -55,6 +55,7 @@ class Archive:
         self._stack = contextlib.ExitStack()
         self._verifier: Verifier | None = None
         self._writable_checked = False
+        self._probe_to_remember = False
 
     def __enter__(self) -> Archive:
         return self
@@ -123,8 +124,16 @@ class Archive:
             return
         self.store.prepare_writes()
         if self.store.capabilities.probe_conditional_writes:
-            require_conditional_writes(self.store, allow_unsafe=self.allow_unsafe_store)
+            self._probe_to_remember = require_conditional_writes(
+                self.store, allow_unsafe=self.allow_unsafe_store
+            )
         self._writable_checked = True
+
+    def committed(self) -> None:
+        """Called after a successful commit: remember a passed probe in the bucket."""
+        if self._probe_to_remember:
+            remember_probe(self.store)
+            self._probe_to_remember = False
 
     def lock(self, suite: str) -> SuiteLock:
         return SuiteLock(

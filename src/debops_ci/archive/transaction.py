@@ -263,9 +263,9 @@ def _landing_files_due(archive: Archive, state: SuiteState) -> bool:
     return (
         not state.exists
         or state.signed_by.upper() != signer.fingerprint.upper()
-        or archive.store.head(layout.PUBLIC_KEY_ASC) is None  # an adopted archive
-        # written last: absent after a crash amid the landing files
-        or archive.store.head(layout.INDEX_HTML) is None
+        # Written after the armored key: absent in an adopted archive, or after a crash
+        # amid the landing files (index.html is rewritten on every commit anyway).
+        or archive.store.head(layout.PUBLIC_KEY_GPG) is None
     )
 
 
@@ -353,6 +353,7 @@ def _run_locked(
             archive.log(f"{moved}; rebasing on the new state (attempt {attempt})")
             continue
         commits += 1
+        archive.committed()
         folded.delete_after_commit(store, suite)
         if folded.folded:
             archive.log(f"committed the packages of {len(folded.folded)} waiting publisher(s) too")

@@ -25,10 +25,11 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from debian.deb822 import Changes
 
+from debops_ci.ci.git import git, is_git_repo
 from debops_ci.ci.logger import CiLogger
 from debops_ci.ci.providers import Provider
 from debops_ci.ci.scan import PackageDir
@@ -104,11 +105,28 @@ def _work_dir(build_dir: Path, pkg: PackageDir) -> Path:
     return build_dir / pkg.name
 
 
+def _git_visible(src: Path) -> tuple[set[str], set[str]] | None:
+    """In a git work tree, the files git shows under `src` (tracked, and untracked but
+    not ignored) and their directories; None outside git."""
+    if not is_git_repo(src):
+        return None
+    out = git(src, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", ".")
+    files = {p for p in out.split("\0") if p}
+    dirs = {
+        str(PurePosixPath(p).parents[i])
+        for p in files
+        for i in range(len(PurePosixPath(p).parents) - 1)
+    }
+    return files, dirs
+
+
 def stage(pkg: PackageDir, build_dir: Path) -> Path:
     """Copy `pkg` to `<build_dir>/<source>/source` (fresh) and return the copy.
 
-    `.git` and the build directory itself (when it lies inside the package) are
-    left out; symbolic links are copied as links.
+    In a git work tree only what git shows is copied (a virtualenv, a demo archive or
+    any other ignored output stays behind); `.git` and the build directory itself
+    (when it lies inside the package) are always left out; symbolic links are copied
+    as links.
     """
     work = _work_dir(build_dir, pkg)
     if work.exists():
@@ -117,12 +135,20 @@ def stage(pkg: PackageDir, build_dir: Path) -> Path:
     dest = work / "source"
     src = pkg.abs_path.resolve()
     skip = build_dir.resolve()
+    visible = _git_visible(src)
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         here = Path(directory).resolve()
         ignored = {n for n in names if n == ".git"}
         if skip.parent == here and skip.name in names:
             ignored.add(skip.name)
+        if visible is not None:
+            files, dirs = visible
+            prefix = here.relative_to(src).as_posix()
+            for name in names:
+                rel = name if prefix == "." else f"{prefix}/{name}"
+                if rel not in files and rel not in dirs:
+                    ignored.add(name)
         return ignored
 
     shutil.copytree(src, dest, symlinks=True, ignore=ignore)

@@ -280,13 +280,15 @@ def summary_markdown(result: ActionResult) -> str:
     """What the action adds to the command's own job summary: how to use the archive."""
     if result.status != "published" or not result.deb_line:
         return ""
+    # The keyring the deb line names (derived from the archive, so archives coexist).
+    found = re.search(r"signed-by=(\S+?)[\]\s]", result.deb_line)
+    keyring = found.group(1) if found else "/etc/apt/keyrings/debops-ci-archive.asc"
+    name = keyring.rsplit("/", 1)[-1].removesuffix(".asc")
     lines = ["", "#### Use this archive", "", "```sh"]
     if result.key_url:
-        lines += [
-            f"sudo curl -fsSL {result.key_url} -o /etc/apt/keyrings/debops-ci-archive.asc",
-        ]
+        lines += [f"sudo curl -fsSL {result.key_url} -o {keyring}"]
     lines += [
-        f'echo "{result.deb_line}" | sudo tee /etc/apt/sources.list.d/debops-ci.list',
+        f'echo "{result.deb_line}" | sudo tee /etc/apt/sources.list.d/{name}.list',
         "sudo apt-get update",
         "```",
         "",

@@ -135,7 +135,9 @@ def find_packages(repo: Path, *, exclude: Sequence[Path] = ()) -> list[PackageDi
 
     In a git work tree the tracked and the untracked-but-not-ignored files are listed;
     anything else is walked, skipping hidden directories. Packages under one of the
-    `exclude` directories (the build directory) are skipped.
+    `exclude` directories (the build directory) are skipped, and so are packages
+    outside `repo` when it is a subdirectory of the work tree (`-C examples` selects
+    the examples only, not the repository's own package at its root).
     """
     repo = repo.resolve()
     if is_git_repo(repo):
@@ -159,6 +161,8 @@ def find_packages(repo: Path, *, exclude: Sequence[Path] = ()) -> list[PackageDi
         abs_path = (root / rel).resolve()
         if any(abs_path == e or e in abs_path.parents for e in excluded):
             continue
+        if abs_path != repo and repo not in abs_path.parents:
+            continue  # outside the -C directory
         found.append(load_package(root, rel))
     return found
 

@@ -22,6 +22,7 @@ from debops_ci.archive.publish import publish
 from debops_ci.archive.release import parse_date
 from debops_ci.archive.remove import PackageSpec, remove
 from debops_ci.archive.verify import verify
+from debops_ci.archive.webpage import setup_lines
 from debops_ci.cli.common import (
     Context,
     command_context,
@@ -279,9 +280,7 @@ def serve_command(ctx: click.Context, /, port: int, bind: str, **kwargs: Any) ->
         url = f"http://{bind}:{server.server_address[1]}"
         click.echo(f"serving {root} at {url} (Ctrl-C to stop)")
         for suite in archive.suites():
-            click.echo(
-                f"  deb [signed-by=/etc/apt/keyrings/debops-ci-archive.asc] {url} {suite} main"
-            )
+            click.echo(f"  {setup_lines(url, suite, ['main']).sources_line}")
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:

@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from debops_ci import __version__
+from debops_ci.cli.boundary import report_errors
 from debops_ci.docsite import (
-    BuildFailed,
     BuildOptions,
     BuildResult,
-    DocsConfigError,
     build_site,
     load_config,
 )
 from debops_ci.docsite.config import validate
-from debops_ci.errors import DebopsError
 
 __all__ = ["cli", "main"]
 
@@ -102,36 +99,8 @@ def cli(
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        cli.main(args=argv, prog_name=PROG, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo(f"{PROG}: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
-        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except BuildFailed as exc:
-        for line in exc.reports:
-            click.echo(line, err=True)
-        click.echo(f"{PROG}: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except (DocsConfigError, DebopsError) as exc:
-        click.echo(f"{PROG}: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"{PROG}: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("DEBOPS_DEBUG"):
-            traceback.print_exc()
-        click.echo(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc}; "
-            "set DEBOPS_DEBUG=1 for details and report it",
-            err=True,
-        )
-        sys.exit(70)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    report_errors(PROG, lambda: cli.main(args=args, prog_name=PROG, standalone_mode=False), args)
 
 
 if __name__ == "__main__":

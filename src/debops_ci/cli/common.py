@@ -21,6 +21,7 @@ from debops_ci.archive.opening import ArchiveOptions, SigningKey, read_public_ke
 from debops_ci.archive.opening import open_archive as library_open_archive
 from debops_ci.archive.session import Archive
 from debops_ci.archive.settings import SuiteSettings
+from debops_ci.archive.webpage import resolve_public_url, setup_lines
 from debops_ci.ci.providers import ci_run_url
 from debops_ci.cli.flags import SHARED_NAMES, shared_options
 from debops_ci.errors import UsageError
@@ -144,16 +145,19 @@ def open_archive(cctx: Context, *, signing: bool, event: str | None = None) -> I
 
 
 def sources_line(archive: Archive, suite: str, components: list[str]) -> str:
-    """The sources.list line for a suite; a local archive's own key file works as is."""
+    """The sources.list line for a suite; a local archive's own key file works as is.
+
+    Elsewhere the keyring name is the one the archive's page tells users to install
+    (derived from the archive's URL, so two archives coexist on a client).
+    """
     store = archive.store
     root = store.capabilities.local_root
     if root is not None:
-        url = f"file://{root}"
-        key = str(root / PUBLIC_KEY_ASC)
-    else:
-        url = archive.public_url or store.public_url() or store.describe()
-        key = "/etc/apt/keyrings/debops-ci-archive.asc"
-    return f"deb [signed-by={key}] {url} {suite} {' '.join(components)}"
+        return (
+            f"deb [signed-by={root / PUBLIC_KEY_ASC}] file://{root} {suite} {' '.join(components)}"
+        )
+    url = resolve_public_url(store, archive.public_url)
+    return setup_lines(url, suite, components).sources_line
 
 
 def stdout_is_tty() -> bool:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import click
 
 from debops_ci import __version__
+from debops_ci.cli.boundary import report_errors
 from debops_ci.deploy import (
     DeployConfig,
-    DeployError,
     DeployRequest,
     Runtime,
     SshSettings,
@@ -41,7 +40,6 @@ from debops_ci.deploy.render import (
     render_versions,
     to_json,
 )
-from debops_ci.errors import DebopsError
 
 __all__ = ["cli", "main"]
 
@@ -273,31 +271,8 @@ def refresh_badges_command(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script: errors become one line on stderr and the documented exit code."""
-    try:
-        cli.main(args=argv, prog_name=_PROG, standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo(f"{_PROG}: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        click.echo(f"{_PROG}: error: {exc.format_message()}", err=True)
-        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (DeployError, DebopsError) as exc:
-        click.echo(f"{_PROG}: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"{_PROG}: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if os.environ.get("DEBOPS_DEBUG"):
-            traceback.print_exc()
-        click.echo(
-            f"{_PROG}: internal error: {type(exc).__name__}: {exc}; "
-            "set DEBOPS_DEBUG=1 for details and report it",
-            err=True,
-        )
-        sys.exit(70)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    report_errors(_PROG, lambda: cli.main(args=args, prog_name=_PROG, standalone_mode=False), args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,19 +8,16 @@ half. `COMMANDS` is the one table of what exists and where it lives.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from debops_ci import __version__
+from debops_ci.cli.boundary import report_errors
 from debops_ci.cli.flags import SHARED_NAMES, shared_options
-from debops_ci.errors import DebopsError
 
-__all__ = ["ALIASES", "COMMANDS", "cli", "main", "report_errors"]
+__all__ = ["ALIASES", "COMMANDS", "cli", "main"]
 
 # name -> "module:attribute", in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
@@ -82,43 +79,6 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, /, **kwargs: Any) -> None:
     """Build Debian packages in CI and publish them into a signed APT archive."""
     ctx.obj = {"flags": {name: kwargs.get(name) for name in SHARED_NAMES}}
-
-
-def report_errors(
-    prog: str, run: Callable[[], object], argv: Sequence[str] | None = None
-) -> NoReturn:
-    """Run a click entry point; every failure becomes one line and its exit code.
-
-    Shared by the three tools, so they answer bad input the same way.
-    """
-    args = list(argv) if argv is not None else sys.argv[1:]
-    verbose = any(a in ("-v", "--verbose", "--show-commands") for a in args)
-    try:
-        run()
-    except click.exceptions.Abort:
-        click.echo(f"{prog}: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
-        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except DebopsError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if verbose or os.environ.get("DEBOPS_DEBUG"):
-            traceback.print_exc()
-        click.echo(
-            f"{prog}: internal error: {type(exc).__name__}; rerun with -v for details "
-            "and report it",
-            err=True,
-        )
-        sys.exit(70)
-    sys.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
