@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from debops_ci.archive.copies import torn_copies
+from debops_ci.archive.release import parse_date
 from debops_ci.archive.session import Archive
 from debops_ci.archive.settings import SuiteSettings
-from debops_ci.archive.transaction import transact, validity_near_end
+from debops_ci.archive.state import SuiteState
+from debops_ci.archive.transaction import Change, Components, transact, validity_near_end
 from debops_ci.errors import UsageError
 
 __all__ = ["SuiteCare", "repair", "resign"]
@@ -57,11 +60,32 @@ def repair(
     return done
 
 
+def _expires_within(state: SuiteState, now: datetime, within: timedelta) -> bool:
+    until = parse_date(state.release.get("Valid-Until")) if state.release else None
+    return until is not None and until - now < within
+
+
+def _same_content(archive: Archive, settings: SuiteSettings, forced: bool) -> Change:
+    def change(current: SuiteState) -> Components | None:
+        # Due by --within only: commit the same entries with a new Date and Valid-Until
+        # (when half the period is gone, the engine re-signs a no-op change by itself).
+        if forced and not validity_near_end(current, settings, archive.now()):
+            return {c: list(e) for c, e in current.components.items()}
+        return None
+
+    return change
+
+
 def resign(
-    archive: Archive, settings: SuiteSettings, suites: Sequence[str] | None = None
+    archive: Archive,
+    settings: SuiteSettings,
+    suites: Sequence[str] | None = None,
+    *,
+    within: timedelta | None = None,
 ) -> list[SuiteCare]:
-    """Re-sign the suites whose Valid-Until is less than half its period away (a
-    scheduled job keeps them from expiring); repair torn copies on the way."""
+    """Re-sign the suites whose Valid-Until is less than half its period away, or less
+    than `within` away when given (a scheduled job keeps them from expiring); repair
+    torn copies on the way."""
     archive.require_signer()
     done = []
     for suite in _suites(archive, suites):
@@ -69,10 +93,15 @@ def resign(
         state = archive.read(suite)
         if not state.exists:
             raise UsageError(f"suite {suite!r} does not exist in {archive.store.describe()}")
-        due = validity_near_end(state, per_suite, archive.now())
-        if not due and not torn_copies(archive.store, state, archive.verifier()):
+        now = archive.now()
+        due = validity_near_end(state, per_suite, now)
+        forced = within is not None and _expires_within(state, now, within)
+        if not due and not forced and not torn_copies(archive.store, state, archive.verifier()):
             done.append(SuiteCare(suite))
             continue
-        outcome = transact(archive, per_suite, lambda _state: None, known=state)
-        done.append(SuiteCare(suite, outcome.repaired, outcome.refreshed))
+
+        outcome = transact(
+            archive, per_suite, _same_content(archive, per_suite, forced), known=state
+        )
+        done.append(SuiteCare(suite, outcome.repaired, outcome.refreshed or forced))
     return done

@@ -30,6 +30,7 @@ from debops_ci.cli.common import (
     shared_options,
     sources_line,
 )
+from debops_ci.cli.lifecycle_commands import parse_duration
 from debops_ci.errors import ArchiveIntegrityError, SigningError, UsageError
 from debops_ci.signing import _gpg, generate_key, private_gnupg_home
 
@@ -229,13 +230,20 @@ def repair_command(ctx: click.Context, /, all_suites: bool, **kwargs: Any) -> No
 
 @click.command("resign")
 @click.option("--all-suites", is_flag=True, help="Every suite (default without --distro).")
+@click.option(
+    "--within",
+    help="Re-sign suites expiring within this long (e.g. 3d, 12h). [default: half their period]",
+)
 @shared_options
 @click.pass_context
-def resign_command(ctx: click.Context, /, all_suites: bool, **kwargs: Any) -> None:
+def resign_command(
+    ctx: click.Context, /, all_suites: bool, within: str | None, **kwargs: Any
+) -> None:
     """Re-sign the suites whose Valid-Until is near (run it on a schedule)."""
     cctx = command_context(ctx, kwargs)
+    horizon = parse_duration(within, "--within") if within else None
     with open_archive(cctx, signing=True) as archive:
-        done = resign(archive, cctx.settings(), _explicit_suites(cctx, all_suites))
+        done = resign(archive, cctx.settings(), _explicit_suites(cctx, all_suites), within=horizon)
     _render_care(done, "re-sign")
 
 
