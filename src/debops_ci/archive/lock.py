@@ -212,7 +212,7 @@ class SuiteLock:
                 return False
             self.clock.sleep(delay * (0.5 + random.random()))
             # A short cap: a long backoff leaves the lock idle while others wait.
-            delay = min(delay * 1.6, 0.4 if give_up is not None else 0.8)
+            delay = min(delay * 1.6, 0.15 if give_up is not None else 0.8)
         # Hide the original tool's "unlocked" marker while we hold the lock.
         self.store.delete(layout.nolock_key(self.suite))
         self._stop.clear()

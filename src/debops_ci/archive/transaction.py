@@ -337,6 +337,10 @@ def _run_locked(
             repaired = _repair(archive, state)
             repair_done = True
         components = change(state) if commits == 0 else None
+        # Wait out the previous root's second *before* folding: the intents that arrive
+        # meanwhile join this commit instead of waiting for the next one.
+        if components is not None or commits > 0:
+            _after_previous_second(archive, state)
         components, folded = fold_intents(store, suite, state, components, archive.clock.time())
         if (
             components is None
