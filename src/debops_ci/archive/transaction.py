@@ -364,7 +364,7 @@ def _run_locked(
         if waiter is not None:
             waiter.withdraw()
         # The browsable pages: from the state just committed, without reading the
-        # rest of the archive; index.html last (its absence marks unfinished ones).
+        # rest of the archive; the root page last, on every commit.
         publish_suite_page(
             store,
             suite,

@@ -474,7 +474,8 @@ def publish_landing_files(archive: Archive, *, public_url: str | None = None) ->
     store = archive.store
     store.put(layout.PUBLIC_KEY_ASC, signer.public_key_armored.encode())
     store.put(layout.PUBLIC_KEY_GPG, signer.export_public_binary())
-    # Written last: its absence tells the next publisher the landing files are unfinished.
+    # archive-key.gpg, written after the armored key, is what the next publisher checks
+    # to finish interrupted landing files; the root page is rewritten by every commit.
     publish_archive_page(store, public_url=public_url)
 
 
