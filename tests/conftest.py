@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.aptclient import AptClient, AptClientFactory
+from support.cli import ArchiveTarget
 from support.gpgkeys import GpgKey, generate_key, gnupg_home, new_passphrase
 from support.httpserve import StaticHttpServer
 from support.seaweed import S3Bucket, SeaweedServer, weed_available
@@ -107,3 +108,22 @@ def http_serve() -> Iterator[Callable[[Path], StaticHttpServer]]:
     yield serve
     for server in servers:
         server.stop()
+
+
+# -- where a test publishes ----------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    http_serve: Callable[[Path], StaticHttpServer],
+) -> Iterator[ArchiveTarget]:
+    """Each archive test twice: a local directory served over HTTP, a SeaweedFS bucket."""
+    if request.param == "local":
+        root = tmp_path / "archive"
+        root.mkdir()
+        yield ArchiveTarget("local", str(root), http_serve(root).url, {}, root=root)
+    else:
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        yield ArchiveTarget("s3", bucket.archive_url, bucket.http_url, bucket.env(), bucket=bucket)

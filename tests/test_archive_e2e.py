@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,26 +20,9 @@ from support.aptclient import AptClientFactory
 from support.cli import ArchiveTarget, key_env, run_cli
 from support.debs import make_deb
 from support.gpgkeys import GpgKey
-from support.httpserve import StaticHttpServer
-from support.seaweed import S3Bucket, upload_directory
+from support.seaweed import upload_directory
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    http_serve: Callable[[Path], StaticHttpServer],
-) -> Iterator[ArchiveTarget]:
-    if request.param == "local":
-        root = tmp_path / "archive"
-        root.mkdir()
-        server = http_serve(root)
-        yield ArchiveTarget("local", str(root), server.url, {}, root=root)
-    else:
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-        yield ArchiveTarget("s3", bucket.archive_url, bucket.http_url, bucket.env(), bucket=bucket)
 
 
 def publish(target: ArchiveTarget, key: GpgKey, files: list[Path], *extra: str) -> tuple[int, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,28 +17,12 @@ from support.aptclient import AptClient, AptClientFactory
 from support.cli import ArchiveTarget, key_env, run_cli
 from support.debs import make_deb
 from support.gpgkeys import GpgKey
-from support.httpserve import StaticHttpServer
 from support.seaweed import S3Bucket
 
 pytestmark = pytest.mark.e2e
 
 PLAIN = "dists/unstable/main/binary-amd64/Packages.xz"
 COPIES = (PLAIN, "dists/unstable/Release", "dists/unstable/Release.gpg")
-
-
-@pytest.fixture(params=["local", "s3"])
-def target(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    http_serve: Callable[[Path], StaticHttpServer],
-) -> Iterator[ArchiveTarget]:
-    if request.param == "local":
-        root = tmp_path / "archive"
-        root.mkdir()
-        yield ArchiveTarget("local", str(root), http_serve(root).url, {}, root=root)
-    else:
-        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-        yield ArchiveTarget("s3", bucket.archive_url, bucket.http_url, bucket.env(), bucket=bucket)
 
 
 def _cli(target: ArchiveTarget, key: GpgKey, *args: str) -> tuple[int, str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import lzma
 import os
 import re
@@ -37,6 +36,7 @@ from support.debs import make_deb, make_not_a_deb, make_raw_deb, truncate_file
 from support.faultproxy import Fault, FaultProxy
 from support.gpgkeys import GpgKey
 from support.httpserve import StaticHttpServer
+from support.locks import hold_lock
 from support.seaweed import ACCESS_KEY, REGION, S3Bucket, SeaweedServer
 from support.secretscan import (
     Secrets,
@@ -1014,26 +1014,6 @@ def test_full_verbosity_leaks_no_secret_anywhere(
     assert not gnupg_homes_holding(passphrase_key)
 
 
-def _hold_lock(root: Path, suite: str = "unstable") -> bytes:
-    """Write a live lease held by this test process (so it is never taken over)."""
-    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    body = json.dumps(
-        {
-            "tool": "debops-ci",
-            "owner": "the test",
-            "host": socket.gethostname(),
-            "boot_id": boot_id,
-            "pid": os.getpid(),
-            "run": "",
-            "acquired": time.time(),
-            "expires": time.time() + 3600,
-            "token": "held-by-the-test",
-        }
-    ).encode()
-    (root / "dists" / suite / ".debrepos3.lock").write_bytes(body)
-    return body
-
-
 def _start_publisher(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEB_GPG", "DEBOPS_"))}
     with log.open("wb") as out:
@@ -1062,7 +1042,7 @@ def test_sigterm_while_waiting_for_a_lock_removes_the_key(
         key_env(passphrase_key),
     )
     assert first.returncode == 0, first.output
-    held = _hold_lock(root)
+    held = hold_lock(root)
     before = ArchiveTarget("local", str(root), "", root=root).snapshot()
     log = tmp_path / "publisher.log"
     started = time.time()

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import pytest
 from support.cli import key_env, run_cli
 from support.debs import make_deb
 from support.gpgkeys import GpgKey
+from support.locks import hold_lock
 from support.secretscan import gnupg_homes_holding
 
 from debops_ci import signing
@@ -103,24 +103,6 @@ def test_homes_of_dead_runs_are_removed_with_their_agents(runtime_dir: Path) -> 
     _wait_for(lambda: not _agents_of(stale / "g"), "the dead run's agent to stop")
 
 
-def _hold_lock(root: Path) -> None:
-    """A live lease held by this test process, so the publisher waits for it."""
-    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    now = time.time()
-    lease = {
-        "tool": "debops-ci",
-        "owner": "the test",
-        "host": socket.gethostname(),
-        "boot_id": boot_id,
-        "pid": os.getpid(),
-        "run": "",
-        "acquired": now,
-        "expires": now + 3600,
-        "token": "held-by-the-test",
-    }
-    (root / "dists/unstable/.debrepos3.lock").write_text(json.dumps(lease))
-
-
 @pytest.mark.e2e
 def test_a_sigkilled_publisher_leaves_nothing_after_the_next_run(
     runtime_dir: Path, signing_key: GpgKey, tmp_path: Path
@@ -131,7 +113,7 @@ def test_a_sigkilled_publisher_leaves_nothing_after_the_next_run(
         ["upload", "--archive", str(root), str(make_deb(tmp_path, "first", "1.0"))], env
     )
     assert first.returncode == 0, first.output
-    _hold_lock(root)
+    hold_lock(root)
     log = tmp_path / "killed.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEB_GPG", "DEBOPS_"))}
     deb = make_deb(tmp_path / "b", "killed", "1.0")

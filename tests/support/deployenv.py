@@ -14,10 +14,9 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from support.cli import key_env, run_cli
+from support.cli import CliResult, key_env, run_cli
 from support.debs import make_deb
 from support.gpgkeys import GpgKey
 from support.httpserve import StaticHttpServer
@@ -43,15 +42,8 @@ def publish_archive(workdir: Path, key: GpgKey) -> tuple[Path, list[Path]]:
     return archive, debs
 
 
-@dataclass
-class DeployerRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
+# What a deployer run returns: the same record as a debops-ci run.
+DeployerRun = CliResult
 
 
 class DeployerEnv:
