@@ -40,7 +40,8 @@ if __package__ in (None, ""):
 
 from bench import common
 from debops_ci.archive.indexes import build_packages_files, render_packages
-from debops_ci.archive.publish import entry_for, inspect_all
+from debops_ci.archive.inspect import inspect_all
+from debops_ci.archive.publish import entry_for
 from debops_ci.debian.package import DebPackage, inspect_deb
 
 COMPONENT = "main"

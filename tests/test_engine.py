@@ -34,10 +34,12 @@ from debops_ci import (
     remove,
     verify,
 )
+from debops_ci.archive.inspect import inspect_all
 from debops_ci.archive.intents import Intent, IntentWaiter, pending_intents
 from debops_ci.archive.lock import SuiteLock
 from debops_ci.archive.maintenance import repair, resign
-from debops_ci.archive.publish import PublishResult, entry_for, inspect_all, upload_pool_files
+from debops_ci.archive.pool import upload_pool_files
+from debops_ci.archive.publish import PublishResult, entry_for
 from debops_ci.archive.session import Archive
 from debops_ci.archive.transaction import _run_locked
 from debops_ci.clock import Clock, SystemClock
@@ -148,7 +150,9 @@ def test_a_commit_made_meanwhile_is_rebased_on_not_lost(
 
             state = other.read("unstable")
             components = {c: list(e) for c, e in state.components.items()}
-            from debops_ci.archive.publish import entry_for, inspect_all, upload_pool_files
+            from debops_ci.archive.inspect import inspect_all
+            from debops_ci.archive.pool import upload_pool_files
+            from debops_ci.archive.publish import entry_for
 
             (beta,) = inspect_all([debs["b1"]])
             upload_pool_files(other, [beta], "main")

@@ -14,16 +14,15 @@ rerunning the same publish finishes the job.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from debops_ci.archive.indexes import PHASED_FIELD, PackageEntry, parse_stanza, with_field
+from debops_ci.archive.inspect import inspect_all
 from debops_ci.archive.intents import Intent
+from debops_ci.archive.pool import check_present_files, upload_pool_files
 from debops_ci.archive.session import Archive
 from debops_ci.archive.settings import SuiteSettings, check_phased_percentage
 from debops_ci.archive.state import SuiteState
@@ -33,21 +32,16 @@ from debops_ci.archive.transaction import (
     needs_attention,
     transact,
 )
-from debops_ci.debian.package import DebPackage, inspect_deb
-from debops_ci.errors import ArchiveIntegrityError, ConflictError, DebopsError, PackageError
-from debops_ci.storage import NotFound, PreconditionFailed
+from debops_ci.debian.package import DebPackage
+from debops_ci.errors import ConflictError
 
 __all__ = [
     "MergePlan",
     "PublishResult",
     "entry_for",
-    "inspect_all",
     "plan_merge",
     "publish",
-    "upload_pool_files",
 ]
-
-PROCESS_POOL_FROM = 64  # .deb files; below this a process pool costs more than it saves
 
 
 @dataclass
@@ -60,35 +54,6 @@ class PublishResult:
     repaired: tuple[str, ...] = ()  # torn copies rewritten first
     commits: int = 0  # InRelease writes this publish made (0: none, or by_other)
     by_other: bool = False  # committed by the lock holder's group commit
-
-
-# -- step 1: inspect --------------------------------------------------------------
-
-
-def inspect_all(paths: Sequence[Path]) -> list[DebPackage]:
-    if not paths:
-        raise PackageError("no .deb files given")
-    cores = os.cpu_count() or 1
-    if len(paths) >= PROCESS_POOL_FROM and cores > 1:
-        # Reading control data is Python-bound (the GIL serialises threads on it):
-        # many files go to one process per core.
-        with ProcessPoolExecutor(max_workers=cores) as processes:
-            chunk = max(1, len(paths) // (cores * 8))
-            packages = list(processes.map(inspect_deb, paths, chunksize=chunk))
-    else:
-        # Few files, maybe large: hashing releases the GIL, so threads use every core.
-        with ThreadPoolExecutor(max_workers=min(len(paths), cores, 8)) as pool:
-            packages = list(pool.map(inspect_deb, paths))
-    by_key: dict[tuple[str, str, str], DebPackage] = {}
-    for pkg in packages:
-        twin = by_key.get(pkg.key)
-        if twin is not None and twin.sha256 != pkg.sha256:
-            raise ConflictError(
-                f"{twin.path.name} and {pkg.path.name} are both {' '.join(pkg.key)} with "
-                "different bytes; publish one of them"
-            )
-        by_key.setdefault(pkg.key, pkg)
-    return list(by_key.values())
 
 
 # -- step 2: plan -----------------------------------------------------------------
@@ -137,23 +102,6 @@ def plan_merge(state: SuiteState, packages: Sequence[C]) -> MergePlan[C]:
     return plan
 
 
-def check_present_files(archive: Archive, state: SuiteState, present: Sequence[DebPackage]) -> None:
-    """A re-upload calls a package published: only if the stored file is still its bytes."""
-    entries = {entry.key: entry for _comp, entry in state.all_entries()}
-
-    def check(pkg: DebPackage) -> None:
-        filename = entries[pkg.key].filename
-        if _stored_sha256(archive, filename) != pkg.sha256:
-            raise ArchiveIntegrityError(
-                f"{filename}: missing or not the bytes dists/{state.suite}/InRelease lists "
-                "(replaced or corrupt): run `debops-ci verify`"
-            )
-
-    if present:
-        with ThreadPoolExecutor(max_workers=min(len(present), 16)) as pool:
-            list(pool.map(check, present))
-
-
 def entry_for(
     pkg: DebPackage, component: str, *, phased_percentage: int | None = None
 ) -> PackageEntry:
@@ -162,59 +110,6 @@ def entry_for(
     if phased_percentage is not None:
         entry = with_field(entry, PHASED_FIELD, str(phased_percentage))
     return entry
-
-
-# -- step 3: pool files -----------------------------------------------------------
-
-
-def _stored_sha256(archive: Archive, key: str) -> str:
-    info = archive.store.head(key)
-    if info is not None and info.metadata.get("sha256"):
-        return info.metadata["sha256"]
-    try:
-        return hashlib.sha256(archive.store.get(key).data).hexdigest()
-    except NotFound:
-        return ""
-
-
-def _holders_of(archive: Archive, filename: str) -> list[str]:
-    """Which suites reference a pool file (only on the error path: it reads every suite)."""
-    holders: list[str] = []
-    for suite in archive.suites():
-        try:
-            state = archive.read(suite)
-        except DebopsError:
-            continue
-        for component, entry in state.all_entries():
-            if entry.filename == filename:
-                holders.append(f"{entry.package} {entry.version} in {suite}/{component}")
-    return holders
-
-
-def upload_pool_file(archive: Archive, pkg: DebPackage, component: str) -> None:
-    key = pkg.pool_path(component)
-    try:
-        archive.store.put_file(key, pkg.path, create_only=True, metadata={"sha256": pkg.sha256})
-        return
-    except PreconditionFailed:
-        pass
-    # Already there: an earlier attempt of ours, or the same file from another suite.
-    if _stored_sha256(archive, key) == pkg.sha256:
-        return
-    holders = _holders_of(archive, key) or [
-        "no suite now (removed earlier, or left by an interrupted publish)"
-    ]
-    raise ConflictError(
-        f"{key} already exists with different bytes, held by {'; '.join(holders)}: "
-        "refusing to overwrite; bump the version in debian/changelog"
-    )
-
-
-def upload_pool_files(archive: Archive, packages: Sequence[DebPackage], component: str) -> None:
-    if not packages:
-        return
-    with ThreadPoolExecutor(max_workers=min(len(packages), 16)) as pool:
-        list(pool.map(lambda pkg: upload_pool_file(archive, pkg, component), packages))
 
 
 # -- the whole publish ---------------------------------------------------------------
@@ -249,22 +144,22 @@ def publish(
             archive.lock(settings.suite).clear_if_dead()
         return result
     archive.ensure_writable()
-    upload_pool_files(archive, first.new, settings.component)
-
-    uploaded = {pkg.key for pkg in first.new}
+    found_there = upload_pool_files(archive, first.new, settings.component)
+    created = {pkg.key for pkg in first.new} - found_there
 
     def merge(state: SuiteState) -> Components | None:
         plan = plan_merge(state, packages)
         result.added, result.already_present = plan.new, plan.present
         if not plan.new:
             return None
-        # Under the lock, a pool file found earlier may since have been collected by
-        # `gc` (an identical re-publish of a long-removed build): check, re-upload.
+        # Under the lock, a pool file that was already there may since have been
+        # collected by `gc` (an identical re-publish of a long-removed build): check,
+        # re-upload. Files created by this publish are younger than gc's grace.
         missing = [
             pkg
             for pkg in plan.new
-            if pkg.key not in uploaded
-            or archive.store.head(pkg.pool_path(settings.component)) is None
+            if pkg.key not in created
+            and archive.store.head(pkg.pool_path(settings.component)) is None
         ]
         upload_pool_files(archive, missing, settings.component)
         components = {comp: list(entries) for comp, entries in state.components.items()}
