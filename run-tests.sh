@@ -16,7 +16,7 @@ export PATH
 ruff check src tests bench
 ruff format --check src tests bench
 mypy
-mypy bench  # separately: bench imports the harness as tests.support
+mypy bench tests/test_bench_report.py  # separately: bench imports the harness as tests.support
 if [ "$QUICK" = 1 ]; then
     exec python -m pytest -q -m "not e2e" "$@"
 fi

@@ -13,11 +13,15 @@ Peers, each into its own new bucket of the same local SeaweedFS, same .debs, sam
 Afterwards each archive is checked: debops-ci's with `debops-ci verify` (pinned key),
 aptly's by counting the stanzas of its Packages.gz. Usage:
 
-    python -m bench.bulk_publish [--n 2000] [--runs 3] [--phases]
+    python -m bench.bulk_publish [--n 2000[,10000]] [--runs 3] [--phases] [--json PATH]
 
-`--phases` adds one in-process `publish()` of the same files into another bucket, with
-the store's observer timing each request, and prints where the time went: inspection
-and the first read, the pool uploads, the work under the suite lock, the rest.
+`--n` takes one size or a comma-separated list (each size gets its own SeaweedFS run
+and section). `--phases` adds one in-process `publish()` of the same files into
+another bucket, with the store's observer timing each request, and prints where the
+time went: inspection and the first read, the pool uploads, the work under the suite
+lock, the rest. `--json PATH` writes one report row per size (bench/report.py's
+contract): "publish N to S3", aptly (create + add + publish repo) as the peer, goal
+at least 2x as fast (issue 11, goal 4).
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def aptly_publish(
     return result
 
 
-def phases(server: common.SeaweedServer, key: GpgKey, files: Sequence[Path]) -> str:
+def phases(server: common.SeaweedServer, key: GpgKey, files: Sequence[Path]) -> tuple[float, str]:
     """One in-process publish, split into phases by the store observer's timestamps."""
     bucket = server.create_bucket("bulk-phases")
     log: list[tuple[float, str, str]] = []
@@ -117,14 +121,15 @@ def phases(server: common.SeaweedServer, key: GpgKey, files: Sequence[Path]) -> 
             publish(archive, SuiteSettings(suite="unstable"), files)
         total, cpu = time.perf_counter() - start, time.process_time() - cpu
     pool = [t for t, verb, k in log if verb == "PUT" and k.startswith("pool/")]
+    rate = len(pool) / (pool[-1] - pool[0])
     locked = next(t for t, verb, k in log if verb == "PUT" and k.endswith(".debrepos3.lock"))
     first_index = next(t for t, verb, k in log if verb == "PUT" and "/by-hash/" in k)
-    return common.table(
+    return rate, common.table(
         ["phase (in-process publish, observer timestamps)", "wall"],
         [
             ["inspect every .deb, read the suite (start → first pool PUT)", common.secs(pool[0])],
             [
-                f"{len(pool)} create-only pool PUTs ({len(pool) / (pool[-1] - pool[0]):.0f}/s)",
+                f"{len(pool)} create-only pool PUTs ({rate:.0f}/s)",
                 common.secs(pool[-1] - pool[0]),
             ],
             [
@@ -137,44 +142,78 @@ def phases(server: common.SeaweedServer, key: GpgKey, files: Sequence[Path]) -> 
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=2000, help="number of .debs")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each peer (interleaved)")
-    parser.add_argument("--phases", action="store_true", help="split one publish into phases")
-    args = parser.parse_args(argv)
+def sizes(text: str) -> list[int]:
+    """`2000` or `2000,10000`."""
+    try:
+        found = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size or a list of sizes: {text!r}") from None
+    if not found or min(found) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive: {text!r}")
+    return found
 
-    common.print_facts()
-    corpus = common.small_corpus(args.n)
+
+@dataclass
+class SizeRun:
+    """Everything measured for one corpus size."""
+
+    n: int
+    files: list[Path]
+    results: list[Result]
+    pool_rate: float | None = None  # pool PUTs/s of the --phases publish
+    split: str = ""
+
+    def group(self, tool: str) -> list[Result]:
+        return [r for r in self.results if r.tool == tool]
+
+
+DEBOPS = "debops-ci upload"
+APTLY = "aptly repo create + add + publish repo"
+
+
+def measure(n: int, runs: int, with_phases: bool) -> SizeRun:
+    corpus = common.small_corpus(n)
     files = common.debs_in(corpus)
     common.warm_cache(files)
-    results: list[Result] = []
+    run = SizeRun(n, files, [])
     with (
         common.workdir("bulk") as work,
         common.signing_key() as key,
         common.seaweed(work) as server,
     ):
-        for run in range(args.runs):
-            results.append(debops_upload(server, key, files, work, run))
-            results.append(aptly_publish(server, key, corpus, work, run))
-        split = ""
-        if args.phases:
+        for i in range(runs):
+            run.results.append(debops_upload(server, key, files, work, i))
+            run.results.append(aptly_publish(server, key, corpus, work, i))
+        if with_phases:
             common.use_bench_env_in_process()
             common.say("in-process publish for --phases …")
-            split = phases(server, key, files)
+            run.pool_rate, run.split = phases(server, key, files)
+    return run
 
-    print(f"## Scenario 2: bulk publish of {args.n:,} .debs into an empty archive\n")
+
+def peer_commands() -> list[str]:
+    flags = " ".join(common.APTLY_PUBLISH_FLAGS)
+    return [
+        "DEB_GPG_KEY=… debops-ci upload --archive s3://BUCKET --endpoint-url "
+        "http://127.0.0.1:PORT --distro unstable DIR/*.deb",
+        "aptly -config=aptly.conf repo create -distribution=unstable -component=main bench",
+        "aptly -config=aptly.conf repo add bench DIR",
+        f"aptly -config=aptly.conf publish repo {flags} -acquire-by-hash -gpg-key=FPR "
+        "bench s3:bench:",
+    ]
+
+
+def render(run: SizeRun, runs: int) -> None:
+    print(f"## Scenario 2: bulk publish of {run.n:,} .debs into an empty archive\n")
     print(
-        f"{len(files):,} small .debs ({common.human_bytes(common.total_size(files))}), "
-        f"local SeaweedFS, {args.runs} run(s) of each; times are end to end (processes "
+        f"{len(run.files):,} small .debs ({common.human_bytes(common.total_size(run.files))}), "
+        f"local SeaweedFS, {runs} run(s) of each; times are end to end (processes "
         "started, key loaded, everything uploaded and signed).\n"
     )
-    by_tool: dict[str, list[Result]] = {}
-    for r in results:
-        by_tool.setdefault(r.tool, []).append(r)
-    debops_best = common.median([r.total for r in by_tool["debops-ci upload"]])
+    debops_best = common.median([r.total for r in run.group(DEBOPS)])
     rows = []
-    for tool, group in by_tool.items():
+    for tool in (DEBOPS, APTLY):
+        group = run.group(tool)
         total = common.median([r.total for r in group])
         steps = "; ".join(
             f"{name} {common.secs(common.median([r.steps[name] for r in group]))}"
@@ -185,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 tool,
                 common.secs(total),
                 common.secs(common.median([r.cpu for r in group])),
-                f"{len(files) / total:,.0f}",
+                f"{len(run.files) / total:,.0f}",
                 common.ratio(total, debops_best),
                 str(group[0].objects),
                 steps,
@@ -196,11 +235,61 @@ def main(argv: Sequence[str] | None = None) -> None:
             ["tool", "wall", "CPU", ".debs/s", "÷ debops-ci", "objects in bucket", "steps"], rows
         )
     )
-
-    if split:
+    if run.split:
         print("\nWhere debops-ci's time goes:\n")
-        print(split)
+        print(run.split)
+    print()
+
+
+def report_row(run: SizeRun) -> common.ReportRow:
+    ours, peer = run.group(DEBOPS), run.group(APTLY)
+    ours_s = common.median([r.total for r in ours])
+    peer_s = common.median([r.total for r in peer])
+    detail = (
+        f"CPU {common.secs(common.median([r.cpu for r in ours]))} vs "
+        f"{common.secs(common.median([r.cpu for r in peer]))}; median of {len(ours)}"
+    )
+    if run.pool_rate is not None:
+        detail += f"; pool PUTs {run.pool_rate:,.0f}/s"
+    detail += f"; load {common.load_average()}"
+    commands = peer_commands()
+    return common.ReportRow(
+        work=f"publish {run.n:,} to S3",
+        ours="debops-ci upload (CLI)",
+        ours_seconds=round(ours_s, 3),
+        goal="at least 2x as fast as aptly",
+        detail=detail,
+        peer=APTLY,
+        peer_seconds=round(peer_s, 3),
+        goal_ratio=2.0,
+        peer_command=" && ".join(commands[1:]),
+        ours_command=commands[0],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--n", type=sizes, default=[2000], help="number of .debs, or a list: 2000,10000"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each peer (interleaved)")
+    parser.add_argument("--phases", action="store_true", help="split one publish into phases")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the report rows here")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+
+    common.print_facts()
+    measured = [measure(n, args.runs, args.phases) for n in args.n]
+    for run in measured:
+        render(run, args.runs)
+    print("Commands (each peer into its own new bucket of the same SeaweedFS):\n")
+    print("```sh")
+    print("\n".join(peer_commands()))
+    print("```")
     common.print_load_footer()
+    if args.json:
+        common.write_json_rows(args.json, [report_row(run) for run in measured])
 
 
 if __name__ == "__main__":

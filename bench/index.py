@@ -6,32 +6,41 @@ Peers, on the same generated .debs, warm page cache, one after the other:
 - `dpkg-scanpackages DIR` (runs `dpkg-deb` per file);
 - `apt-ftparchive packages DIR` (no cache database);
 - debops-ci: `inspect_deb` on every file, then `render_packages`:
-  * "inspect_all": `publish.inspect_all`, what `debops-ci upload` runs;
-  * "processes": a process pool over `inspect_deb` (one worker per core);
+  * "inspect_all": `archive.inspect.inspect_all`, what `debops-ci upload` runs (a
+    forked process per core from 64 files on);
   * "threads": a thread pool over `inspect_deb` (one thread per core);
-  * "1 thread": a plain loop, for reference.
+  * "1 thread": a plain loop, for reference;
+  * with `--variant REV` (repeatable): `inspect_all` of another revision's `src/`
+    (`git archive REV src`, into a temp dir), run in a subprocess that times itself
+    the same way, interleaved with the others: before/after in one run.
 
 Corpora: N = 200, 2,000, 10,000 small .debs (metadata-bound) and 200 .debs of 1-5 MiB
 of random payload (hash-bound). Usage:
 
     python -m bench.index [--quick] [--runs 3] [--sizes 200,2000,10000] [--no-large]
-                          [--profile]
+                          [--no-scan] [--variant f43c0cb] [--profile] [--json PATH]
 
 `--quick` skips dpkg-scanpackages above 2,000 packages and extrapolates it linearly
-from the 2,000 run (labelled "extrapolated").
+from the 2,000 run (labelled "extrapolated"); `--no-scan` skips it altogether.
+`--json PATH` writes the report rows (bench/report.py's contract): apt-ftparchive
+against `inspect_all` per corpus, goal "at least as fast".
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
+import json
 import os
 import pstats
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +51,7 @@ from bench import common
 from debops_ci.archive.indexes import build_packages_files, render_packages
 from debops_ci.archive.inspect import inspect_all
 from debops_ci.archive.publish import entry_for
-from debops_ci.debian.package import DebPackage, inspect_deb
+from debops_ci.debian.package import DebPackage, inspect_deb, inspect_debs
 
 COMPONENT = "main"
 
@@ -118,17 +127,64 @@ def debops_threads(files: Sequence[Path]) -> bytes:
         return render(list(pool.map(inspect_deb, files)))
 
 
-def debops_processes(files: Sequence[Path]) -> bytes:
-    """A process pool over inspect_deb, one worker per usable core (fork start method)."""
-    workers = len(os.sched_getaffinity(0))
-    chunk = max(1, min(256, len(files) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        packages = list(pool.map(inspect_deb, files, chunksize=chunk))
-    return render(packages)
-
-
 def debops_serial(files: Sequence[Path]) -> bytes:
     return render([inspect_deb(p) for p in files])
+
+
+# Run in a subprocess with another tree's src/ first on sys.path: times inspect_all and
+# the rendering exactly as the in-process arm does (after the imports), CPU of the
+# process and of its waited-for workers included.
+_VARIANT_SCRIPT = """
+import json, os, sys, time
+from pathlib import Path
+from debops_ci.archive.indexes import render_packages
+from debops_ci.archive.publish import entry_for
+try:
+    from debops_ci.archive.inspect import inspect_all
+except ImportError:
+    from debops_ci.archive.publish import inspect_all
+directory, out = Path(sys.argv[1]), Path(sys.argv[2])
+files = sorted(directory.glob("*.deb"))
+def cpu():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+wall, start = time.perf_counter(), cpu()
+data = render_packages(entry_for(p, "main") for p in inspect_all(files))
+wall, used = time.perf_counter() - wall, cpu() - start
+out.write_bytes(data)
+print(json.dumps({"wall": wall, "cpu": used}))
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Another revision of the library, exported to `src`."""
+
+    label: str
+    src: Path
+
+
+def export_variant(revision: str, into: Path) -> Variant:
+    """`git archive REV src` into a directory (nothing in the working tree changes)."""
+    common.run(
+        ["git", "-C", str(common.REPO_ROOT), "rev-parse", "--verify", revision + "^{commit}"]
+    )
+    target = into / f"variant-{revision}"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.Popen(
+        ["git", "-C", str(common.REPO_ROOT), "archive", revision, "src"], stdout=subprocess.PIPE
+    )
+    subprocess.run(["tar", "-x", "-C", str(target)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise SystemExit(f"git archive {revision} failed")
+    return Variant(revision, target / "src")
+
+
+def debops_variant(variant: Variant, directory: Path, out: Path) -> tuple[bytes, common.Timing]:
+    env = common.bench_env({"PYTHONPATH": str(variant.src)})
+    proc = common.run([sys.executable, "-c", _VARIANT_SCRIPT, str(directory), str(out)], env=env)
+    reported = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return out.read_bytes(), common.Timing(reported["wall"], reported["cpu"])
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -154,6 +210,12 @@ def check_same(name: str, ours: bytes, reference: bytes, n: int) -> None:
 # -- one corpus ------------------------------------------------------------------------------
 
 
+Arm = Callable[[], "bytes | tuple[bytes, common.Timing] | None"]
+
+INSPECT_ALL = "debops-ci, inspect_all (upload)"
+FTP = "apt-ftparchive packages"
+
+
 def bench_corpus(
     label: str,
     directory: Path,
@@ -161,13 +223,14 @@ def bench_corpus(
     scan: str,
     extrapolate_from: tuple[int, float] | None,
     work: Path,
+    variants: Sequence[Variant] = (),
 ) -> list[Row]:
     files = common.debs_in(directory)
     n = len(files)
     common.say(f"[{label}] {n} files, {common.human_bytes(common.total_size(files))}")
     common.warm_cache(files)
     cores = len(os.sched_getaffinity(0))
-    arms: list[tuple[str, Callable[[], bytes | None], int]] = [
+    arms: list[tuple[str, Arm, int]] = [
         ("sha256sum (1 process)", lambda: sha256sum_one(directory, files), runs),
         (
             f"sha256sum ({cores} processes)",
@@ -178,9 +241,29 @@ def bench_corpus(
     if scan == "run":  # slow, and steady: one run
         arms.append(("dpkg-scanpackages", lambda: dpkg_scanpackages(directory, work / "scan"), 1))
     arms += [
-        ("apt-ftparchive packages", lambda: apt_ftparchive(directory, work / "ftp"), runs),
-        ("debops-ci, inspect_all (upload)", lambda: debops_inspect_all(files), runs),
-        (f"debops-ci, {cores} processes", lambda: debops_processes(files), runs),
+        (FTP, lambda: apt_ftparchive(directory, work / "ftp"), runs),
+        (INSPECT_ALL, lambda: debops_inspect_all(files), runs),
+    ]
+    for variant in variants:
+        arms.append(
+            (
+                f"debops-ci, inspect_all at {variant.label} (subprocess)",
+                functools.partial(
+                    debops_variant, variant, directory, work / f"variant-{variant.label}"
+                ),
+                runs,
+            )
+        )
+    if variants:  # the same subprocess harness for this tree, for a like-for-like pair
+        this = Variant("this tree", common.REPO_ROOT / "src")
+        arms.append(
+            (
+                "debops-ci, inspect_all at this tree (subprocess)",
+                lambda: debops_variant(this, directory, work / "variant-this"),
+                runs,
+            )
+        )
+    arms += [
         (f"debops-ci, {cores} threads", lambda: debops_threads(files), runs),
         ("debops-ci, 1 thread", lambda: debops_serial(files), runs),
     ]
@@ -193,12 +276,15 @@ def bench_corpus(
                 continue
             common.say(f"[{label}] round {round_ + 1}: {name} …")
             with common.stopwatch() as t:
-                out = fn()
-            timings[name].append(t[0])
-            common.say(f"[{label}]   {common.secs(t[0].wall)} (CPU {common.secs(t[0].cpu)})")
-            if out is not None and round_ == 0:
-                outputs[name] = out
-    reference = outputs["apt-ftparchive packages"]
+                result = fn()
+            timing = t[0]
+            if isinstance(result, tuple):  # the arm timed itself (a subprocess)
+                result, timing = result
+            timings[name].append(timing)
+            common.say(f"[{label}]   {common.secs(timing.wall)} (CPU {common.secs(timing.cpu)})")
+            if result is not None and round_ == 0:
+                outputs[name] = result
+    reference = outputs[FTP]
     for name, out in outputs.items():
         if name.startswith("debops-ci"):
             check_same(name, out, reference, n)
@@ -210,7 +296,7 @@ def bench_corpus(
         walls = sorted(timings[name], key=lambda x: x.wall)
         mid = walls[len(walls) // 2]
         rows.append(Row(label, name, mid.wall, mid.cpu))
-        if name == "apt-ftparchive packages" and scan != "run" and extrapolate_from:
+        if name == FTP and scan == "extrapolate" and extrapolate_from:
             base_n, base_wall = extrapolate_from
             rows.append(
                 Row(
@@ -237,9 +323,9 @@ def compression_cost(directory: Path) -> tuple[int, float, int, int]:
 
 def profile_inspect(directory: Path, limit: int = 2000) -> str:
     files = common.debs_in(directory)[:limit]
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)  # CPU: the machine may be shared
     prof.enable()
-    debops_serial(files)
+    render(inspect_debs(files))  # what each inspect_all process runs, then the rendering
     prof.disable()
     out = io.StringIO()
     pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
@@ -255,7 +341,7 @@ def report(rows: list[Row], counts: dict[str, int]) -> None:
         by_corpus.setdefault(row.corpus, []).append(row)
     for label, group in by_corpus.items():
         n = counts[label]
-        best = min(r.wall for r in group if r.tool.startswith("debops-ci"))
+        best = min(r.wall for r in group if _ours(r))
         floor = min(r.wall for r in group if r.tool.startswith("sha256sum"))
         print(f"\n### {label}\n")
         print(
@@ -279,12 +365,13 @@ def report(rows: list[Row], counts: dict[str, int]) -> None:
     goal_rows: list[list[str]] = []
     for label, group in by_corpus.items():
         tools = {r.tool: r for r in group}
-        top = min((r for r in group if r.tool.startswith("debops-ci")), key=lambda r: r.wall)
-        ftp = tools["apt-ftparchive packages"]
+        top = tools[INSPECT_ALL]
+        ftp = tools[FTP]
         goal_rows.append(
             [
                 label,
-                f"vs apt-ftparchive: {common.ratio(ftp.wall, top.wall)} as fast",
+                f"vs apt-ftparchive: {common.ratio(ftp.wall, top.wall)} as fast "
+                f"(CPU {common.secs(top.cpu)} vs {common.secs(ftp.cpu)})",
                 "≥ 1x",
                 "met" if top.wall <= ftp.wall else "MISSED",
             ]
@@ -312,7 +399,71 @@ def report(rows: list[Row], counts: dict[str, int]) -> None:
                         "met" if top.wall <= 1.5 * sha.wall else "MISSED",
                     ]
                 )
-    print(common.table(["corpus", "measured (best debops-ci arm)", "goal", "verdict"], goal_rows))
+    print(
+        common.table(["corpus", "measured (inspect_all, as upload)", "goal", "verdict"], goal_rows)
+    )
+
+
+def _ours(row: Row) -> bool:
+    """An arm of this tree (not another revision's)."""
+    return row.tool.startswith("debops-ci") and " at " not in row.tool
+
+
+PEER_COMMANDS = (
+    "sha256sum -- DIR/*.deb  (and the files split in two, one sha256sum each)",
+    "dpkg-scanpackages DIR > Packages   (run from DIR's parent)",
+    "apt-ftparchive packages DIR > Packages   (run from DIR's parent; no cache database)",
+)
+
+
+def print_commands(variants: Sequence[Variant]) -> None:
+    print("\nPeers, as run (warm page cache, one after the other, interleaved by round):\n")
+    for command in PEER_COMMANDS:
+        print(f"    {command}")
+    print(
+        "\ndebops-ci, in this process: `render_packages(entry_for(p, 'main') for p in "
+        "inspect_all(files))` (`debops_ci.archive.inspect.inspect_all`, what `debops-ci upload` "
+        "runs); the output is checked to carry apt-ftparchive's SHA256 for every package."
+    )
+    for variant in variants:
+        print(
+            f"Revision {variant.label}: the same call in a subprocess, "
+            f"`PYTHONPATH=<git archive {variant.label} src> python -c …` (bench/index.py)."
+        )
+
+
+def _work_label(label: str, n: int, size: int) -> str:
+    if label.startswith("small"):
+        return f"index {n:,} small .debs"
+    return f"index {n:,} large .debs ({size / (1 << 20):.0f} MiB)"
+
+
+def json_rows(
+    rows: list[Row], counts: dict[str, int], sizes: dict[str, int], load: str
+) -> list[common.ReportRow]:
+    out: list[common.ReportRow] = []
+    cores = len(os.sched_getaffinity(0))
+    for label in counts:
+        tools = {r.tool: r for r in rows if r.corpus == label}
+        ours, ftp = tools[INSPECT_ALL], tools[FTP]
+        out.append(
+            common.ReportRow(
+                work=_work_label(label, counts[label], sizes[label]),
+                peer="apt-ftparchive packages",
+                peer_seconds=round(ftp.wall, 3),
+                ours=f"debops-ci inspect_all ({cores} processes)",
+                ours_seconds=round(ours.wall, 3),
+                goal="at least as fast",
+                goal_ratio=1.0,
+                detail=(
+                    f"CPU {ours.cpu:.2f} s vs {ftp.cpu:.2f} s; median of the interleaved "
+                    f"rounds; load {load}"
+                ),
+                peer_command="apt-ftparchive packages DIR > Packages",
+                ours_command="python -m bench.index (inspect_all + render_packages, in process)",
+            )
+        )
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -320,30 +471,51 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sizes", default="200,2000,10000", help="small-corpus sizes")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="skip dpkg-scanpackages > 2,000")
+    parser.add_argument("--no-scan", action="store_true", help="skip dpkg-scanpackages")
     parser.add_argument("--no-large", action="store_true", help="skip the 1-5 MiB corpus")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also time inspect_all of this git revision's src/ (repeatable)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile inspect_deb at 2,000")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the report rows here")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+    except ValueError:
+        parser.error(f"--sizes takes numbers separated by commas, not {args.sizes!r}")
+    if args.runs < 1 or any(n < 1 for n in sizes):
+        parser.error("--runs and --sizes must be at least 1")
 
     common.print_facts()
+    load_start = common.load_average()
     corpora: list[tuple[str, Path]] = [(f"small, N = {n:,}", common.small_corpus(n)) for n in sizes]
     if not args.no_large:
         corpora.append(("large, N = 200 (1-5 MiB each)", common.large_corpus(200)))
     counts = {label: len(common.debs_in(d)) for label, d in corpora}
+    total = {label: common.total_size(common.debs_in(d)) for label, d in corpora}
 
     rows: list[Row] = []
     scan_base: tuple[int, float] | None = None
-    with common.workdir("index") as work:
+    with common.workdir("index") as work, tempfile.TemporaryDirectory() as exported:
+        variants = [export_variant(rev, Path(exported)) for rev in args.variant]
         for label, directory in corpora:
             n = counts[label]
-            scan = "run" if not args.quick or n <= 2000 else "extrapolate"
-            rows += bench_corpus(label, directory, args.runs, scan, scan_base, work)
+            if args.no_scan:
+                scan = "skip"
+            else:
+                scan = "run" if not args.quick or n <= 2000 else "extrapolate"
+            rows += bench_corpus(label, directory, args.runs, scan, scan_base, work, variants)
             if label.startswith("small") and scan == "run":
                 measured = [r for r in rows if r.corpus == label and r.tool == "dpkg-scanpackages"]
                 scan_base = (n, measured[0].wall)
 
     print("## Scenario 1: indexing .debs into a Packages file\n")
     print(f"Median of {args.runs} runs (dpkg-scanpackages: 1 run); warm page cache.")
+    print_commands(variants)
     report(rows, counts)
 
     biggest = max(sizes) if sizes else 0
@@ -356,10 +528,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             f".gz {common.human_bytes(gz)} + .xz {common.human_bytes(xz)} in {common.secs(wall)}"
         )
     if args.profile:
-        print("\ncProfile, debops-ci 1 thread, first 2,000 small .debs:\n")
+        print(
+            "\ncProfile (CPU time), `inspect_debs` (what each inspect_all process runs) and "
+            "the rendering, in one process, first 2,000 small .debs:\n"
+        )
         print(profile_inspect(common.small_corpus(2000)))
 
     common.print_load_footer()
+    if args.json:
+        load = f"{load_start} → {common.load_average()}"
+        common.write_json_rows(args.json, json_rows(rows, counts, total, load))
 
 
 if __name__ == "__main__":

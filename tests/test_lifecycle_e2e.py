@@ -255,6 +255,7 @@ def test_gc_while_publishers_run_loses_no_file(tmp_path: Path, signing_key: GpgK
             errors.append(exc)
 
     collected: list[str] = []
+    first_pass = threading.Event()
 
     def collector() -> None:
         try:
@@ -262,12 +263,19 @@ def test_gc_while_publishers_run_loses_no_file(tmp_path: Path, signing_key: GpgK
                 while not done.is_set():
                     result = gc(opened, grace=timedelta(minutes=2))
                     collected.extend(c.key for c in result.deleted)
+                    first_pass.set()
                     time.sleep(0.05)  # pacing only: nothing is asserted on time
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            first_pass.set()
 
     gc_thread = threading.Thread(target=collector)
     gc_thread.start()
+    # The garbage goes in the first pass: once a publisher commits, the suite's root is
+    # younger than the grace and every index it superseded (and what those name) is
+    # kept. The passes after it run while the publishers upload and commit.
+    first_pass.wait(120)
     threads = [threading.Thread(target=writer, args=(batch,)) for batch in batches]
     for thread in threads:
         thread.start()

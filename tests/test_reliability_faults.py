@@ -329,7 +329,7 @@ def test_a_refused_commit_keeps_the_old_root_and_releases_the_lock(
     after = s3.target.snapshot()
     assert after["dists/unstable/InRelease"] == old_root
     assert "dists/unstable/.debrepos3.lock" not in after
-    assert "dists/unstable/.debrepos3.nolock" in after
+    assert "dists/unstable/.debrepos3.nolock" not in after  # a suite of ours has none
     verified = s3.verify()
     assert verified.returncode == 0, verified.output
     # Once the server accepts writes again, the same publish finishes the job.

@@ -21,6 +21,7 @@ from debops_ci.archive.webpage import (
     SuiteSummary,
     archive_slug,
     check_public_url,
+    page_data_block,
     pages_data_key,
     publish_archive_page,
     publish_suite_page,
@@ -29,7 +30,6 @@ from debops_ci.archive.webpage import (
     resolve_public_url,
     setup_lines,
     suite_page_key,
-    summary_key,
 )
 from debops_ci.errors import UsageError
 from debops_ci.storage import LocalStore, MemoryStore
@@ -285,12 +285,13 @@ def test_the_public_url_given_wins_and_a_bad_one_is_refused() -> None:
 
 
 def data_of(store: MemoryStore, suite: str = "unstable") -> dict[str, list[object]]:
-    body = json.loads(store.get(pages_data_key(suite)).data)
-    first_seen: dict[str, list[object]] = body["first_seen"]
+    block = page_data_block(store.get(suite_page_key(suite)).data.decode())
+    assert block is not None
+    first_seen: dict[str, list[object]] = json.loads(block)["first_seen"]
     return first_seen
 
 
-def test_a_suite_page_costs_one_get_and_dates_survive_commits() -> None:
+def test_a_suite_page_costs_one_get_and_one_put_and_dates_survive_commits() -> None:
     store = MemoryStore()
     hello = entry("hello", "1.0-1")
     publish_suite_page(
@@ -300,21 +301,31 @@ def test_a_suite_page_costs_one_get_and_dates_survive_commits() -> None:
     newer = entry("hello", "1.1-1")
     store.operations.clear()
     publish_suite_page(store, "unstable", {"main": [hello, newer]}, date=later, public_url=URL)
-    # One GET (the data file), no listing, three writes: data, page, summary.
-    assert [op for op, _ in store.operations if op != "PUT"] == ["GET"]
-    assert sorted(k for op, k in store.operations if op == "PUT") == sorted(
-        [pages_data_key("unstable"), suite_page_key("unstable"), summary_key("unstable")]
-    )
+    assert store.operations == [
+        ("GET", suite_page_key("unstable")),
+        ("PUT", suite_page_key("unstable")),
+    ]
     assert data_of(store) == {
         "main/hello/1.0-1/amd64": ["2024-05-01T10:00:00Z"],
         "main/hello/1.1-1/amd64": ["2024-05-03T10:00:00Z"],
     }
     page = store.get(suite_page_key("unstable")).data.decode()
-    assert '<time datetime="2024-05-01T10:00:00Z">2024-05-01 10:00</time>' in page
     assert '<time datetime="2024-05-03T10:00:00Z">2024-05-03 10:00</time>' in page
-    # A removed entry leaves the record: it would be new again if re-added.
+    # Removed entries are forgotten.
     publish_suite_page(store, "unstable", {"main": [newer]}, date=later, public_url=URL)
     assert list(data_of(store)) == ["main/hello/1.1-1/amd64"]
+
+
+def test_hostile_names_cannot_end_the_data_block_early() -> None:
+    store = MemoryStore()
+    hostile = entry("x", "1</script><script>alert(1)</script>")
+    publish_suite_page(store, "unstable", {"main": [hostile]}, date=DAY0, public_url=URL)
+    page = store.get(suite_page_key("unstable")).data.decode()
+    assert "</script><script>alert(1)" not in page
+    assert list(data_of(store)) == ["main/x/1</script><script>alert(1)</script>/amd64"]
+    dom = parse(page)
+    scripts = [a for t, a in dom.tags if t == "script"]
+    assert sorted(str(a.get("type")) for a in scripts) == ["None", "application/json"]
 
 
 def test_entries_older_than_the_first_page_are_marked_on_or_before() -> None:
@@ -334,55 +345,51 @@ def test_a_page_of_an_older_commit_does_not_replace_a_newer_one() -> None:
     assert store.get(suite_page_key("unstable")).data == before
 
 
-def test_a_corrupt_data_file_is_replaced_not_fatal() -> None:
+def test_a_corrupt_data_block_is_replaced_not_fatal() -> None:
     store = MemoryStore()
-    store.put(pages_data_key("unstable"), b"{not json")
+    store.put(
+        suite_page_key("unstable"),
+        b'<script type="application/json" id="debops-ci-data">{not json</script>',
+    )
     publish_suite_page(store, "unstable", {"main": [entry("a", "1")]}, date=DAY0, public_url=URL)
     assert list(data_of(store)) == ["main/a/1/amd64"]
 
 
-def test_the_root_page_reads_one_summary_per_suite() -> None:
+def test_the_dates_of_the_old_data_file_move_into_the_page() -> None:
     store = MemoryStore()
-    for suite in ("unstable", "pr-builds"):
-        publish_suite_page(
-            store, suite, {"main": [entry(f"{suite}-pkg", "1")]}, date=DAY0, public_url=URL
-        )
+    old = {
+        "format": 1,
+        "suite": "unstable",
+        "date": "2024-05-01T10:00:00Z",
+        "first_seen": {"main/a/1/amd64": ["2024-04-01T08:00:00Z"]},
+    }
+    store.put(pages_data_key("unstable"), json.dumps(old).encode())
+    store.put(suite_page_key("unstable"), b"<!doctype html><p>a page of format 1</p>")
+    later = DAY0 + timedelta(days=1)
+    publish_suite_page(store, "unstable", {"main": [entry("a", "1")]}, date=later, public_url=URL)
+    assert data_of(store) == {"main/a/1/amd64": ["2024-04-01T08:00:00Z"]}
+    assert store.head(pages_data_key("unstable")) is None  # read once, then removed
+
+
+def test_the_root_page_reads_each_suites_root_and_no_more() -> None:
+    store = MemoryStore()
+    publish_suite_page(store, "unstable", {"main": [entry("pkg", "1")]}, date=DAY0, public_url=URL)
     store.put("dists/legacy/InRelease", b"not signed at all")  # a suite without a page
     store.operations.clear()
-    publish_archive_page(store, public_url=URL)
+    publish_archive_page(
+        store, public_url=URL, known={"pr-builds": (("main", "contrib"), ("amd64",))}
+    )
     gets = sorted(k for op, k in store.operations if op == "GET")
-    assert gets == [
-        "dists/legacy/.debops-summary.json",
-        "dists/legacy/InRelease",
-        summary_key("pr-builds"),
-        summary_key("unstable"),
-    ]
+    assert gets == ["dists/legacy/InRelease", "dists/unstable/InRelease"]
     assert [op for op, _ in store.operations].count("LIST") == 1
     dom = parse(store.get("index.html").data.decode())
     links = [a["href"] for t, a in dom.tags if t == "a"]
+    # pr-builds: its page is being written now (its first commit).
     assert "dists/unstable/index.html" in links and "dists/pr-builds/index.html" in links
     assert "dists/legacy/index.html" not in links  # no page to link to yet
     text = "".join(dom.text)
     assert "legacy" in text and "No package list yet" in text
-    assert "unstable-pkg" in text  # the latest uploads from the summary
-
-
-def test_summary_round_trips() -> None:
-    store = MemoryStore()
-    publish_suite_page(
-        store,
-        "unstable",
-        {"main": [entry("a", "1", size=10), entry("a", "2", "all", size=5)], "contrib": []},
-        date=DAY0,
-        public_url=URL,
-        first_commit=True,
-    )
-    summary = SuiteSummary.from_json(store.get(summary_key("unstable")).data, "unstable")
-    assert (summary.packages, summary.files, summary.size) == (1, 2, 15)
-    assert summary.components == ("main",)
-    assert summary.architectures == ("all", "amd64")
-    assert [(r.version, r.first_seen.exact) for r in summary.recent] == [("2", True), ("1", True)]
-    assert SuiteSummary.from_json(summary.to_json(), "unstable") == summary
+    assert "main contrib" in text
 
 
 def test_an_empty_suite_and_an_empty_archive_render() -> None:

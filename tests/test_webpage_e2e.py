@@ -73,7 +73,12 @@ def site(
             *public,
         )
         _upload(
-            root, signing_key, [make_deb(debs, "tool", "0.9", "amd64")], "--distro", "pr-builds"
+            root,
+            signing_key,
+            [make_deb(debs, "tool", "0.9", "amd64")],
+            "--distro",
+            "pr-builds",
+            *public,
         )
         first = _release_date(root, signing_key)
         # A second commit: its new entries get a later date, the old keep theirs.
@@ -200,7 +205,10 @@ def test_suite_page_lists_every_version_newest_first_and_its_links_resolve(
         assert dates["1.0-1/amd64"] == dates["1.0-1/arm64"] == first
         assert dates["1.10-1/amd64"] == dates["1.9-1/amd64"] == second
         # The hostile description is text on the page, and no script of its own ran.
-        assert page.evaluate("document.querySelectorAll('script').length") == 1
+        # (Two script elements: the page's own, and its JSON data block, which no
+        # browser runs.)
+        scripts = "[...document.querySelectorAll('script')].map(s => s.type)"
+        assert sorted(page.evaluate(scripts)) == ["", "application/json"]
         assert page.evaluate("document.querySelectorAll('img').length") == 0
         shown = page.evaluate(
             "document.querySelector('tbody[data-package=\"mischief\"] .desc').textContent"

@@ -416,6 +416,16 @@ class Verifier:
             keyring.write_bytes(bytes(gpg.export_keys(list(fingerprints), armor=False)))
             yield cls(keyring, fingerprints)
 
+    @classmethod
+    @contextlib.contextmanager
+    def for_signer(cls, signer: Signer) -> Iterator[Verifier]:
+        """Trust exactly the signing key: its keyring comes from the signer's own home
+        (one export, no second GnuPG home to set up and tear down)."""
+        with tempfile.TemporaryDirectory(prefix="debops-keyring-") as tmp:
+            keyring = Path(tmp) / "trusted.gpg"
+            keyring.write_bytes(signer.export_public_binary())
+            yield cls(keyring, {signer.fingerprint})
+
     def verify_clearsigned(self, signed: bytes, what: str) -> VerifiedRelease:
         """Return the content GnuPG vouches for (never re-parse the armor ourselves)."""
         with tempfile.TemporaryDirectory(prefix="debops-verify-") as tmp:

@@ -21,7 +21,7 @@ ARCH_ALL = "all"
 _KEY_FIELDS = ("package", "version", "architecture", "filename", "size", "sha256", "md5sum")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a suite holds tens of thousands
 class PackageEntry:
     """One stanza of a Packages index."""
 

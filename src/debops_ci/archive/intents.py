@@ -111,6 +111,7 @@ class Folded:
 
     folded: list[Intent] = field(default_factory=list)  # their entries are in the commit
     rejected: list[tuple[Intent, str]] = field(default_factory=list)
+    seen: int = 0  # intents listed (someone is waiting on the lock)
 
     def delete_after_commit(self, store: Store, suite: str) -> None:
         keys = [intent.key_in(suite) for intent in self.folded]
@@ -148,6 +149,7 @@ def fold_intents(
     result = Folded()
     listing = list(store.list_objects(intents_prefix(suite)))
     keys = [info.key for info in listing if info.key.endswith(_SUFFIX)]
+    result.seen = len(keys)
     for info in listing:  # rejection notes nobody came back for (their waiter died)
         if info.key.endswith(_REJECTED) and now - info.last_modified > _STALE_REJECTION_SECONDS:
             store.delete(info.key)

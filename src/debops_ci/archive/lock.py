@@ -3,9 +3,9 @@
 The lock only keeps publishers from wasting work on each other; correctness comes from
 the conditional write of InRelease. The lease is renewed while the holder works, so a
 dead holder blocks others for one lease at most; a holder on this same machine whose
-process is gone is taken over at once. The original tool's `.debrepos3.nolock` twin
-is kept absent while we hold the lock and restored after, so old and new writers
-exclude each other.
+process is gone is taken over at once. The original tool's `.debrepos3.nolock` twin,
+where it exists, is kept absent while we hold the lock and restored after, so old and
+new writers exclude each other (where it does not, the original tool cannot lock).
 """
 
 from __future__ import annotations
@@ -117,8 +117,11 @@ class SuiteLock:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         log: Callable[[str], None] = lambda _msg: None,
         clock: Clock = SYSTEM_CLOCK,
+        legacy_nolock: bool | None = None,
     ) -> None:
-        """`run` says which CI run holds the lock (a URL), for whoever waits on it."""
+        """`run` says which CI run holds the lock (a URL), for whoever waits on it.
+        `legacy_nolock`: whether the original tool's `.nolock` exists, if known (the
+        root's note); None asks the store."""
         self.store = store
         self.suite = suite
         self.key = layout.lock_key(suite)
@@ -130,6 +133,10 @@ class SuiteLock:
         self.clock = clock
         self._etag: str | None = None
         self._acquired = 0.0
+        self._written_at = 0.0  # when our lock body was last written (clock.time)
+        self.legacy_nolock = legacy_nolock
+        self.hid_nolock = False  # we removed `.nolock` and restore it on release
+        self.waited = False  # the lock was held when we first asked
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -155,14 +162,16 @@ class SuiteLock:
         return json.dumps(body, sort_keys=True).encode() + b"\n"
 
     def read_holder(self) -> LockHolder | None:
-        info = self.store.head(self.key)
-        if info is None:
-            return None
         try:
             blob = self.store.get(self.key)
         except NotFound:
             return None
-        return parse_holder(blob.data, blob.etag, info.last_modified, self.lease)
+        if blob.last_modified is None:  # a store that does not say it with the bytes
+            info = self.store.head(self.key)
+            modified = info.last_modified if info is not None else self.clock.time()
+        else:
+            modified = blob.last_modified
+        return parse_holder(blob.data, blob.etag, modified, self.lease)
 
     # -- acquire / renew / release ---------------------------------------------
 
@@ -175,16 +184,29 @@ class SuiteLock:
         deadline = self.clock.monotonic() + self.timeout
         delay = 0.1
         last_said = ""
+        holder: LockHolder | None = None
+        looked = 0.0
         while True:
-            self._acquired = self.clock.time()
+            self._acquired = self._written_at = self.clock.time()
             try:
                 self._etag = self.store.put(self.key, self._body(), create_only=True)
                 break
             except PreconditionFailed:
                 pass
-            holder = self.read_holder()
+            # Who holds it: not on every try (a waiter's loop is two requests, not four);
+            # again when its lease may be over (a new holder since makes the takeover's
+            # If-Match fail, and we look again), and every few seconds (a lost answer
+            # to our own create shows as a lock with our token).
+            now = self.clock.monotonic()
+            if holder is None or holder.expires < self.clock.time() or now - looked > 2.0:
+                holder, looked = self.read_holder(), now
             if holder is None:
                 continue  # released between our two requests: try again at once
+            self.waited = True
+            if not holder.token:
+                # The original tool holds it (it took `.nolock` to lock): its marker
+                # belongs here once nobody holds the lock.
+                self.legacy_nolock = True
             if holder.token == self.token:
                 # Our own create succeeded but its answer was lost; the retry saw it.
                 self._etag = holder.etag
@@ -197,6 +219,7 @@ class SuiteLock:
                     self.log(f"took over the lock of {holder.description}: {reason}")
                     break
                 except (PreconditionFailed, NotFound):
+                    holder = None
                     continue  # someone else took it over (or released it) first
             if self.clock.monotonic() > deadline:
                 raise LockTimeoutError(
@@ -214,7 +237,11 @@ class SuiteLock:
             # A short cap: a long backoff leaves the lock idle while others wait.
             delay = min(delay * 1.6, 0.15 if give_up is not None else 0.8)
         # Hide the original tool's "unlocked" marker while we hold the lock.
-        self.store.delete(layout.nolock_key(self.suite))
+        if self.legacy_nolock is None:
+            self.legacy_nolock = self.store.head(layout.nolock_key(self.suite)) is not None
+        if self.legacy_nolock:
+            self.store.delete(layout.nolock_key(self.suite))
+            self.hid_nolock = True
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew_loop, daemon=True)
         self._renewer.start()
@@ -231,7 +258,9 @@ class SuiteLock:
             if self._etag is None:
                 return False
             try:
+                written_at = self.clock.time()
                 self._etag = self.store.put(self.key, self._body(), if_match=self._etag)
+                self._written_at = written_at
             except (PreconditionFailed, NotFound):
                 self._etag = None
                 self.log(
@@ -251,15 +280,21 @@ class SuiteLock:
             if self._etag is None:
                 return
             self._etag = None
-        try:  # a GET suffices: the lock's age does not matter here
-            mine = self.token in self.store.get(self.key).data.decode("utf-8", "replace")
-        except NotFound:
-            mine = False
+        # Nobody takes over a lease before it expires: within the first half of ours
+        # the lock is surely still ours; later, look first.
+        if self.clock.time() - self._written_at < self.lease / 2:
+            mine = True
+        else:
+            try:
+                mine = self.token in self.store.get(self.key).data.decode("utf-8", "replace")
+            except NotFound:
+                mine = False
         if mine:
             self.store.delete(self.key)
-        if self.store.head(self.key) is None:
+        if self.hid_nolock and self.store.head(self.key) is None:
             # Restore the original tool's "unlocked" marker only when nobody holds the lock.
             self.store.put(layout.nolock_key(self.suite), b"")
+            self.hid_nolock = False
 
     def clear_if_dead(self) -> None:
         """Release a lock whose holder is provably gone (one HEAD when there is none)."""
@@ -291,5 +326,8 @@ def break_lock(store: Store, suite: str, lease: float = DEFAULT_LEASE_SECONDS) -
     if holder is None:
         return None
     store.delete(layout.lock_key(suite))
-    store.put(layout.nolock_key(suite), b"")
+    if not holder.token:
+        # The original tool's lock: give it back its "unlocked" marker (ours never
+        # creates one where there was none).
+        store.put(layout.nolock_key(suite), b"")
     return holder

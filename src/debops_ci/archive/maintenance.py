@@ -55,7 +55,7 @@ def repair(
             done.append(SuiteCare(suite))
             continue
         per_suite = dataclasses.replace(settings, suite=suite)
-        outcome = transact(archive, per_suite, lambda _state: None, known=state)
+        outcome = transact(archive, per_suite, lambda _state: None, known=state, check_copies=True)
         done.append(SuiteCare(suite, outcome.repaired, outcome.refreshed))
     return done
 

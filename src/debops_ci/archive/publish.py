@@ -136,7 +136,9 @@ def publish(
     if not first.new:
         result.already_present = first.present
         if needs_attention(archive, state, settings):
-            outcome = transact(archive, settings, lambda _state: None, known=state)
+            outcome = transact(
+                archive, settings, lambda _state: None, known=state, check_copies=True
+            )
             result.attempts, result.repaired = outcome.attempts, outcome.repaired
         else:
             # A rerun after a crash past the commit: clear the dead publisher's lock so

@@ -9,12 +9,17 @@ from types import TracebackType
 
 from debops_ci.archive import layout
 from debops_ci.archive.lock import DEFAULT_LEASE_SECONDS, DEFAULT_TIMEOUT_SECONDS, SuiteLock
+from debops_ci.archive.rootnote import RootNote, endpoint_digest
 from debops_ci.archive.state import SuiteState, read_suite
 from debops_ci.clock import SYSTEM_CLOCK, Clock
 from debops_ci.errors import UsageError
 from debops_ci.signing import Signer, Verifier
 from debops_ci.storage import NotFound, Store
-from debops_ci.storage.probe import remember_probe, require_conditional_writes
+from debops_ci.storage.probe import (
+    PROBE_NOTE_SECONDS,
+    remember_probe,
+    require_conditional_writes,
+)
 
 __all__ = ["Archive", "Log"]
 
@@ -56,6 +61,8 @@ class Archive:
         self._verifier: Verifier | None = None
         self._writable_checked = False
         self._probe_to_remember = False
+        self._notes: dict[str, RootNote | None] = {}  # per suite, from the last read
+        self._probed: float | None = None  # when conditional writes were last proven
 
     def __enter__(self) -> Archive:
         return self
@@ -93,19 +100,45 @@ class Archive:
         if self.force:
             return None
         if self._verifier is None:
-            self._verifier = self._stack.enter_context(Verifier.open(self.trusted_keys()))
+            if not self._trusted_keys and self.signer is not None:
+                self._verifier = self._stack.enter_context(Verifier.for_signer(self.signer))
+            else:
+                self._verifier = self._stack.enter_context(Verifier.open(self.trusted_keys()))
         return self._verifier
 
     # -- reading and locking ----------------------------------------------------
 
     def read(self, suite: str) -> SuiteState:
-        return read_suite(
+        state = read_suite(
             self.store,
             suite,
             self.verifier(),
             on_unverified=lambda what: self.log(
                 f"warning: --force: {what} read WITHOUT checking its signature"
             ),
+        )
+        self._notes[suite] = state.note
+        return state
+
+    def _proof_noted(self) -> float | None:
+        """When a root read in this run says conditional writes were proven here."""
+        digest = endpoint_digest(self.store)
+        times = [
+            note.probed
+            for note in self._notes.values()
+            if note is not None and note.probed is not None and note.probed_at == digest
+        ]
+        fresh = [t for t in times if self.clock.time() - t < PROBE_NOTE_SECONDS]
+        return max(fresh) if fresh else None
+
+    def root_note(self, suite: str, *, plain_index: bool, legacy_nolock: bool) -> RootNote:
+        """What a commit of `suite` notes on its InRelease (see `rootnote.py`)."""
+        proven = self._probed is not None
+        return RootNote(
+            plain_index=plain_index,
+            legacy_nolock=legacy_nolock,
+            probed=self._probed if proven else None,
+            probed_at=endpoint_digest(self.store) if proven else "",
         )
 
     def now(self) -> datetime:
@@ -123,10 +156,14 @@ class Archive:
         if self._writable_checked:
             return
         self.store.prepare_writes()
-        if self.store.capabilities.probe_conditional_writes:
-            self._probe_to_remember = require_conditional_writes(
-                self.store, allow_unsafe=self.allow_unsafe_store
-            )
+        if self.store.capabilities.probe_conditional_writes and not self.allow_unsafe_store:
+            # A root we read may say this endpoint passed the probe lately: no request.
+            noted = self._proof_noted()
+            if noted is not None:
+                self._probed = noted
+            else:
+                probe = require_conditional_writes(self.store, allow_unsafe=False)
+                self._probe_to_remember, self._probed = probe.ran, probe.proven_at
         self._writable_checked = True
 
     def committed(self) -> None:
@@ -136,6 +173,7 @@ class Archive:
             self._probe_to_remember = False
 
     def lock(self, suite: str) -> SuiteLock:
+        note = self._notes.get(suite)
         return SuiteLock(
             self.store,
             suite,
@@ -144,6 +182,7 @@ class Archive:
             timeout_seconds=self.lock_timeout,
             log=self.log,
             clock=self.clock,
+            legacy_nolock=note.legacy_nolock if note is not None else None,
         )
 
     def require_signer(self) -> Signer:

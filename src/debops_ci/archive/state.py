@@ -15,6 +15,7 @@ from datetime import datetime
 from debops_ci.archive import layout
 from debops_ci.archive.indexes import PackageEntry, decompress, parse_packages
 from debops_ci.archive.release import ListedFile, ParsedRelease, parse_release
+from debops_ci.archive.rootnote import RootNote
 from debops_ci.errors import ArchiveIntegrityError
 from debops_ci.signing import Verifier, unverified_clearsigned_content
 from debops_ci.storage import NotFound, Store
@@ -43,6 +44,7 @@ class SuiteState:
 
     # An adopted original-layout suite stores plain `Packages` for the old tool: keep it.
     writes_plain_index: bool = False
+    note: RootNote | None = None  # what the last debops-ci commit noted on its root
 
     def all_entries(self) -> list[tuple[str, PackageEntry]]:
         return [(comp, e) for comp, entries in self.components.items() for e in entries]
@@ -87,14 +89,19 @@ def chosen_indexes(release: ParsedRelease) -> dict[tuple[str, str], ListedFile]:
     return chosen
 
 
-def stores_plain_index(store: Store, suite: str, release: ParsedRelease) -> bool:
+def stores_plain_index(
+    store: Store, suite: str, release: ParsedRelease, note: RootNote | None = None
+) -> bool:
     """Original-layout suites list only a plain `Packages`; once adopted, we keep storing
-    it, which shows as its by-hash copy (ours list it always but store it only then)."""
+    it, which shows as its by-hash copy (ours list it always but store it only then).
+    The root's note, when there is one, says so without asking."""
     plain = [f for path, f in release.files.items() if path.endswith("/Packages")]
     if not plain:
         return False
     if not release.by_hash:
         return True
+    if note is not None:
+        return note.plain_index
     return store.head(index_key(suite, release, plain[0])) is not None
 
 
@@ -132,7 +139,8 @@ def read_suite(
             "tampered with"
         )
     state = SuiteState(suite, root, release, signed_by=signed_by, content=content)
-    state.writes_plain_index = stores_plain_index(store, suite, release)
+    state.note = RootNote.from_metadata(root.metadata)
+    state.writes_plain_index = stores_plain_index(store, suite, release, state.note)
     chosen = chosen_indexes(release)
 
     def load(item: tuple[tuple[str, str], ListedFile]) -> tuple[str, list[PackageEntry]]:

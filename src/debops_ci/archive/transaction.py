@@ -4,16 +4,21 @@ A *change* is a function from the suite's current state to its new content (the
 entries of each component), or None when it has nothing to do. `transact` runs it
 under the suite lock and commits the result:
 
-1. take the lock (a lease; see `lock.py`), re-read the suite (reusing a state read
-   before the lock when its root has not moved), refuse a rolled-back root;
-2. repair first: copies for non-InRelease / non-by-hash clients left torn by a
-   publisher that died after its commit are rewritten (`copies.py`);
-3. run the change; write the new indexes under `by-hash/` (create-only: their names
-   are their hashes), sign `InRelease` and `Release.gpg` (both before the first
-   write), then commit `InRelease` with compare-and-swap on the tag read;
-4. if another writer committed meanwhile, re-read and run the change again on top of
+1. take the lock (a lease; see `lock.py`); a state read before the lock is used as is
+   when the lock was free (a root that moved meanwhile fails the commit's
+   compare-and-swap, and the change is rebased), else re-read; refuse a rolled-back root;
+2. run the change, fold in the intents of waiting publishers (`intents.py`); write the
+   new indexes under `by-hash/` (create-only: their names are their hashes), sign
+   `InRelease` and `Release.gpg` (both before the first write), then commit
+   `InRelease` with compare-and-swap on the tag read, noting on it what the next
+   publisher would otherwise ask the store (`rootnote.py`);
+3. if another writer committed meanwhile, re-read and run the change again on top of
    its work (rebase); a lost answer to our own successful write is recognised;
-5. after the commit, every copy at once, then the landing files when needed.
+4. before the change is committed, repair: copies for non-InRelease / non-by-hash
+   clients left torn by a publisher that died after its commit are rewritten (the
+   suite page, written after every copy, says which root's copies are complete, so
+   this costs no request when none are torn);
+5. after the commit, every copy at once (`copies.py`), then the pages.
 
 Publish, remove, promote, prune, phase, resign and repair are each one change. A crash
 at any point leaves the previous InRelease and everything it names intact.
@@ -39,6 +44,7 @@ from debops_ci.archive.copies import (
 )
 from debops_ci.archive.indexes import PackageEntry
 from debops_ci.archive.intents import Intent, IntentWaiter, fold_intents, pending_intents
+from debops_ci.archive.lock import SuiteLock
 from debops_ci.archive.release import (
     ReleaseMeta,
     next_date,
@@ -50,11 +56,7 @@ from debops_ci.archive.session import Archive
 from debops_ci.archive.settings import SuiteSettings
 from debops_ci.archive.state import SuiteState
 from debops_ci.archive.suite import compose_suite
-from debops_ci.archive.webpage import (
-    publish_archive_page,
-    publish_landing_files,
-    publish_suite_page,
-)
+from debops_ci.archive.webpage import PageMemory, publish_pages, read_page_memory
 from debops_ci.errors import ArchiveIntegrityError, DebopsError
 from debops_ci.storage import NotFound, PreconditionFailed
 
@@ -161,8 +163,10 @@ def _commit(
     state: SuiteState,
     settings: SuiteSettings,
     components: Components,
-) -> datetime:
-    """Write one new version of the suite; return its Date. Raises RootMoved."""
+    *,
+    legacy_nolock: bool,
+) -> tuple[datetime, str]:
+    """Write one new version of the suite; return its Date and tag. Raises RootMoved."""
     signer = archive.require_signer()
     store = archive.store
     suite = settings.suite
@@ -192,10 +196,6 @@ def _commit(
         or ((previous.get("Description") or None) if previous else None),
     )
     release = render_release(meta, composed.files)
-    # Both signatures before the first write: the copies then go out together, with no
-    # GnuPG run between Release and Release.gpg for a reader to fall into.
-    inrelease = signer.clearsign(release)
-    release_gpg = signer.detach_sign(release)
     stored = [f for f in composed.files if f.stored]
 
     def put_by_hash(path: str, data: bytes) -> None:
@@ -203,36 +203,56 @@ def _commit(
         with contextlib.suppress(PreconditionFailed):
             store.put(layout.in_suite(suite, path), data, create_only=True)
 
+    # Both signatures before the first write (the copies then go out together, with no
+    # GnuPG run between Release and Release.gpg for a reader to fall into), made at once.
     with ThreadPoolExecutor(max_workers=8) as pool:
+        signed = pool.submit(signer.clearsign, release)
+        release_gpg = signer.detach_sign(release)
+        inrelease = signed.result()
         list(pool.map(lambda f: put_by_hash(f.by_hash_path, f.data), stored))
 
     # The copies are staged before the commit too (local: written and fsynced under a
     # temp name), so the window after it is only their renames.
     staged = stage_copies(store, suite, release, release_gpg, plain_copies(suite, stored))
     root_key = layout.inrelease_key(suite)
+    note = archive.root_note(
+        suite, plain_index=state.writes_plain_index, legacy_nolock=legacy_nolock
+    ).to_metadata()
     try:
         try:
             if state.inrelease is None:
-                store.put(root_key, inrelease, create_only=True)
+                etag = store.put(root_key, inrelease, create_only=True, metadata=note)
             else:
-                store.put(root_key, inrelease, if_match=state.inrelease.etag)
+                etag = store.put(root_key, inrelease, if_match=state.inrelease.etag, metadata=note)
         # AWS answers If-Match on a deleted key with 404, SeaweedFS with 412: both mean moved.
         except (PreconditionFailed, NotFound):
             # A retried request may have landed before its answer was lost: is it ours?
             try:
-                if store.get(root_key).data != inrelease:
-                    raise RootMoved(f"{root_key} changed while we worked") from None
+                landed = store.get(root_key)
             except NotFound:
                 raise RootMoved(f"{root_key} vanished while we worked") from None
+            if landed.data != inrelease:
+                raise RootMoved(f"{root_key} changed while we worked") from None
+            etag = landed.etag
     except BaseException:
         discard_all(staged)
         raise
     finish_all(staged)
-    return date
+    return date, etag
 
 
-def _repair(archive: Archive, state: SuiteState) -> tuple[str, ...]:
-    """Rewrite the copies of a committed root that a dead publisher left torn."""
+def _repair(
+    archive: Archive, state: SuiteState, pages: PageMemory, *, thorough: bool
+) -> tuple[str, ...]:
+    """Rewrite the copies of a committed root that a dead publisher left torn.
+
+    The suite page, written after every copy, names the root it followed: when that is
+    the root now, no publisher died amid its copies and nothing is asked of the store
+    (`thorough` checks every copy anyway: `repair`, and a command that found one torn).
+    """
+    tag = state.inrelease.etag if state.inrelease is not None else ""
+    if not thorough and pages.copies_done_for(tag):
+        return ()
     torn = torn_copies(archive.store, state, archive.verifier())
     if not torn:
         return ()
@@ -248,25 +268,17 @@ def _repair(archive: Archive, state: SuiteState) -> tuple[str, ...]:
     return tuple(torn)
 
 
+def _root_unmoved(archive: Archive, state: SuiteState) -> bool:
+    info = archive.store.head(layout.inrelease_key(state.suite))
+    current = info.etag if info is not None else None
+    return current == (state.inrelease.etag if state.inrelease else None)
+
+
 def _reread(archive: Archive, suite: str, known: SuiteState | None) -> SuiteState:
     """The suite now; a state read before the lock is reused if its root has not moved."""
-    if known is not None:
-        info = archive.store.head(layout.inrelease_key(suite))
-        current = info.etag if info is not None else None
-        if current == (known.inrelease.etag if known.inrelease else None):
-            return known
+    if known is not None and _root_unmoved(archive, known):
+        return known
     return archive.read(suite)
-
-
-def _landing_files_due(archive: Archive, state: SuiteState) -> bool:
-    signer = archive.require_signer()
-    return (
-        not state.exists
-        or state.signed_by.upper() != signer.fingerprint.upper()
-        # Written after the armored key: absent in an adopted archive, or after a crash
-        # amid the landing files (index.html is rewritten on every commit anyway).
-        or archive.store.head(layout.PUBLIC_KEY_GPG) is None
-    )
 
 
 def transact(
@@ -276,6 +288,7 @@ def transact(
     *,
     known: SuiteState | None = None,
     intent: Intent | None = None,
+    check_copies: bool = False,
 ) -> Outcome:
     """Run `change` under the suite lock until its result is committed.
 
@@ -285,6 +298,7 @@ def transact(
     publishers are folded into every commit, and the holder commits again while more
     arrive. With `intent`, finding the lock held leaves that intent for the holder
     instead of queueing (group commit): the Outcome then says `by_other`.
+    `check_copies` checks every copy before the change, whatever the suite page says.
     """
     archive.ensure_writable()
     store = archive.store
@@ -303,14 +317,24 @@ def transact(
                 waiter.withdraw()
         raise
     try:
+        trusted = known is not None and not lock.waited
         if waiter is not None and waiter.written:
             # The holder may have committed our intent just before it let the lock go.
             state = archive.read(suite)
             if waiter.listed(state):
                 waiter.withdraw()
                 return Outcome(True, 0, date=state.date, by_other=True)
-            known = state
-        return _run_locked(archive, settings, change, known, waiter)
+            known, trusted = state, True
+        return _run_locked(
+            archive,
+            settings,
+            change,
+            known,
+            waiter,
+            lock,
+            trusted=trusted,
+            check_copies=check_copies,
+        )
     finally:
         lock.release()
 
@@ -321,21 +345,25 @@ def _run_locked(
     change: Change,
     known: SuiteState | None,
     waiter: IntentWaiter | None,
+    lock: SuiteLock,
+    *,
+    trusted: bool,
+    check_copies: bool = False,
 ) -> Outcome:
     store = archive.store
     suite = settings.suite
     repaired: tuple[str, ...] = ()
     repair_done = False
+    pages: PageMemory | None = None
     commits = 0
     refreshed = False
     date: datetime | None = None
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
-        state = _reread(archive, suite, known)
+        # Read before a lock that was free: a commit's compare-and-swap catches a root
+        # that moved since, so only a command with nothing to commit asks first.
+        state = known if trusted and known is not None else _reread(archive, suite, known)
         known = None
         check_not_rolled_back(state, settings)
-        if state.exists and not repair_done:
-            repaired = _repair(archive, state)
-            repair_done = True
         components = change(state) if commits == 0 else None
         # Wait out the previous root's second *before* folding: the intents that arrive
         # meanwhile join this commit instead of waiting for the next one.
@@ -349,10 +377,22 @@ def _run_locked(
         ):
             components = {c: list(e) for c, e in state.components.items()}
             refreshed = True
+        if components is None and commits == 0 and trusted and not _root_unmoved(archive, state):
+            trusted = False  # moved since our read: run the change on the new state
+            continue
+        trusted = False
+        if pages is None:
+            pages = read_page_memory(store, suite)
+        if state.exists and not repair_done:
+            # First, copies a dead publisher left torn (its page never followed them).
+            repaired = _repair(archive, state, pages, thorough=check_copies)
+            repair_done = True
         if components is None:
             return Outcome(commits > 0, attempt, repaired, refreshed, date or state.date, commits)
         try:
-            date = _commit(archive, state, settings, components)
+            date, root_tag = _commit(
+                archive, state, settings, components, legacy_nolock=lock.hid_nolock
+            )
         except RootMoved as moved:
             archive.log(f"{moved}; rebasing on the new state (attempt {attempt})")
             continue
@@ -364,20 +404,12 @@ def _run_locked(
         if waiter is not None:
             waiter.withdraw()
         # The browsable pages: from the state just committed, without reading the
-        # rest of the archive; the root page last, on every commit.
-        publish_suite_page(
-            store,
-            suite,
-            components,
-            date=date,
-            public_url=archive.public_url,
-            first_commit=not state.exists,
-        )
-        if _landing_files_due(archive, state):
-            publish_landing_files(archive, public_url=archive.public_url)
-        else:
-            publish_archive_page(store, public_url=archive.public_url)
-        if commits >= MAX_GROUP_ROUNDS or not pending_intents(store, suite):
+        # rest of the archive.
+        publish_pages(archive, state, components, date, memory=pages, root_tag=root_tag)
+        pages = None  # the page changed: a further round reads it again
+        # More intents may have arrived while we committed, if anyone is waiting at all.
+        contended = lock.waited or bool(folded.seen)
+        if commits >= MAX_GROUP_ROUNDS or not contended or not pending_intents(store, suite):
             return Outcome(True, attempt, repaired, refreshed, date, commits)
     raise DebopsError(
         f"dists/{suite}/InRelease kept changing under us "

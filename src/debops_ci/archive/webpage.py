@@ -10,23 +10,27 @@ Both are static HTML with relative links (they work from file://, an S3 website 
 the copy buttons), light and dark, with no external assets (a Content-Security-Policy
 with the hashes of the one inline style and script forbids anything else).
 
-Kept up to date without reading the archive: the suite page is rendered from the new
-state the committing code already holds, plus one small data file per suite,
-`dists/<suite>/.debops-pages.json`, which remembers when each package/version/arch first
-appeared (one GET and one PUT per commit). `dists/<suite>/.debops-summary.json` is the
-suite's summary the root page is rendered from: the root page costs one listing of
-`dists/` and one small GET per suite.
+Kept up to date without reading the archive, in two requests per commit: the suite
+page is rendered from the new state the committing code already holds, plus what the
+previous page remembers in a JSON data block (not a script: nothing runs it) — when
+each package/version/arch first appeared, and which signing key's public files and
+root page are written. So a commit GETs the suite page and PUTs the new one. The root
+page shows what changes rarely (suites, their components and architectures, how to add
+them) and is rewritten only when that changes or the key does: it then costs one
+listing of `dists/` and one small GET per suite.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import html
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -35,7 +39,8 @@ from urllib.parse import quote, urlsplit
 from debops_ci.archive import layout
 from debops_ci.archive.indexes import PackageEntry
 from debops_ci.archive.release import parse_release
-from debops_ci.debian.version import Version, version_sort_key
+from debops_ci.archive.state import SuiteState
+from debops_ci.debian.version import Version
 from debops_ci.errors import DebopsError, UsageError
 from debops_ci.signing import unverified_clearsigned_content
 from debops_ci.storage import NotFound, PreconditionFailed, Store
@@ -45,24 +50,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FirstSeen",
+    "PageMemory",
     "RecentUpload",
     "SetupLines",
     "SuiteSummary",
     "archive_slug",
     "check_public_url",
+    "page_data_block",
     "pages_data_key",
     "publish_archive_page",
-    "publish_landing_files",
+    "publish_pages",
     "publish_suite_page",
+    "read_page_memory",
     "render_archive_page",
     "render_suite_page",
     "resolve_public_url",
     "setup_lines",
     "suite_page_key",
-    "summary_key",
 ]
 
-_FORMAT = 1
+_FORMAT = 2  # of the pages data; 1 was the separate .debops-pages.json
 _RECENT = 8  # how many latest uploads a summary and a suite page show
 _MAX_DATA_ATTEMPTS = 5  # compare-and-swap retries on the data file
 _SLUG_MAX = 64
@@ -76,13 +83,6 @@ def suite_page_key(suite: str) -> str:
 
 def pages_data_key(suite: str) -> str:
     return layout.in_suite(suite, ".debops-pages.json")
-
-
-def summary_key(suite: str) -> str:
-    return layout.in_suite(suite, ".debops-summary.json")
-
-
-# -- the archive's public name ---------------------------------------------------------
 
 
 def check_public_url(url: str) -> str:
@@ -196,7 +196,7 @@ class RecentUpload:
 
 @dataclass(frozen=True)
 class SuiteSummary:
-    """What the root page shows of one suite (`dists/<suite>/.debops-summary.json`)."""
+    """What a page shows of one suite."""
 
     suite: str
     date: datetime | None
@@ -207,52 +207,6 @@ class SuiteSummary:
     size: int | None = None  # bytes of all .deb files
     recent: tuple[RecentUpload, ...] = ()
     has_page: bool = True
-
-    def to_json(self) -> bytes:
-        body = {
-            "format": _FORMAT,
-            "suite": self.suite,
-            "date": _iso(self.date) if self.date else None,
-            "components": list(self.components),
-            "architectures": list(self.architectures),
-            "packages": self.packages,
-            "files": self.files,
-            "size": self.size,
-            "recent": [
-                [r.component, r.package, r.version, r.architecture, _iso(r.first_seen.date)]
-                + ([] if r.first_seen.exact else [False])
-                for r in self.recent
-            ],
-        }
-        return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
-
-    @classmethod
-    def from_json(cls, data: bytes, suite: str) -> SuiteSummary:
-        """Raises ValueError (and its kin) on anything malformed."""
-        body = json.loads(data)
-        if body.get("format") != _FORMAT or body.get("suite") != suite:
-            raise ValueError("not a summary of this suite")
-        recent = tuple(
-            RecentUpload(
-                str(r[0]), str(r[1]), str(r[2]), str(r[3]), FirstSeen(_parse_iso(r[4]), len(r) < 6)
-            )
-            for r in body.get("recent", [])
-        )
-        date = body.get("date")
-        return cls(
-            suite=suite,
-            date=_parse_iso(date) if date else None,
-            components=tuple(str(c) for c in body["components"]),
-            architectures=tuple(str(a) for a in body["architectures"]),
-            packages=_optional_int(body.get("packages")),
-            files=_optional_int(body.get("files")),
-            size=_optional_int(body.get("size")),
-            recent=recent,
-        )
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
 
 
 def _iso(moment: datetime) -> str:
@@ -268,12 +222,12 @@ def _parse_iso(text: Any) -> datetime:
 
 
 def _version_key(version: str) -> tuple[int, Any]:
-    """Debian order; a version dpkg would refuse (an adopted archive) sorts lowest."""
+    """Debian order; a version dpkg would refuse (an adopted archive) sorts lowest.
+    (One parsed Version per entry: comparing strings would parse both every time.)"""
     try:
-        Version(version)
+        return (1, Version(version))
     except ValueError:
         return (0, version)
-    return (1, version_sort_key(version))
 
 
 def _entry_id(component: str, entry: PackageEntry) -> str:
@@ -281,36 +235,84 @@ def _entry_id(component: str, entry: PackageEntry) -> str:
     return f"{component}/{entry.package}/{entry.version}/{entry.architecture}"
 
 
+Shown = tuple[tuple[str, ...], tuple[str, ...]]  # components, architectures
+
+
 @dataclass(frozen=True)
 class _PagesData:
+    """What a suite page remembers for the next commit (its JSON data block)."""
+
     date: datetime
     first_seen: dict[str, FirstSeen]
+    landing: str = ""  # the key whose public files and root page are written
+    shown: Shown = ((), ())  # what the root page shows of this suite
+    root: str = ""  # the tag of the InRelease whose copies were all written before this
+    url: str = ""  # the public URL the pages were written with
 
-    def to_json(self, suite: str) -> bytes:
+    def to_json(self, suite: str) -> str:
         body = {
             "format": _FORMAT,
             "suite": suite,
             "date": _iso(self.date),
+            "landing": self.landing,
+            "root": self.root,
+            "url": self.url,
+            "shown": [list(self.shown[0]), list(self.shown[1])],
             # [date] or [date, false] when only known to be on or before `date`.
             "first_seen": {
                 k: [_iso(v.date)] + ([] if v.exact else [False])
                 for k, v in sorted(self.first_seen.items())
             },
         }
-        return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+        # Inside <script>, only "</" could end the block early: escape every "<".
+        return json.dumps(body, separators=(",", ":")).replace("<", "\\u003c")
 
     @classmethod
-    def from_json(cls, data: bytes, suite: str) -> _PagesData:
+    def from_json(cls, data: str | bytes, suite: str) -> _PagesData:
+        """Raises ValueError (and its kin) on anything malformed. Reads the data file
+        of format 1 (`.debops-pages.json`) too."""
         body = json.loads(data)
-        if body.get("format") != _FORMAT or body.get("suite") != suite:
+        if body.get("format") not in (1, _FORMAT) or body.get("suite") != suite:
             raise ValueError("not the pages data of this suite")
+        shown = body.get("shown") or [[], []]
         return cls(
             _parse_iso(body["date"]),
             {
                 str(k): FirstSeen(_parse_iso(v[0]), len(v) < 2)
                 for k, v in body["first_seen"].items()
             },
+            str(body.get("landing", "")),
+            (tuple(str(c) for c in shown[0]), tuple(str(a) for a in shown[1])),
+            str(body.get("root", "")),
+            str(body.get("url", "")),
         )
+
+
+_DATA_OPEN = '<script type="application/json" id="debops-ci-data">'
+
+
+@dataclass(frozen=True)
+class PageMemory:
+    """What the current suite page remembers, and its tag (for the compare-and-swap)."""
+
+    data: _PagesData | None
+    etag: str | None
+    legacy: bool = False  # the data came from the format-1 `.debops-pages.json`
+
+    def copies_done_for(self, root_tag: str) -> bool:
+        """The page was written after every copy of the root with this tag."""
+        return self.data is not None and bool(self.data.root) and self.data.root == root_tag
+
+
+def page_data_block(page: str | bytes) -> str | None:
+    """The JSON data block of a suite page, or None (only the block is decoded)."""
+    raw = page.encode() if isinstance(page, str) else page
+    start = raw.rfind(_DATA_OPEN.encode())  # the last: it follows every row
+    if start < 0:
+        return None
+    start += len(_DATA_OPEN)
+    end = raw.find(b"</script>", start)
+    return raw[start:end].decode("utf-8", "replace") if end >= 0 else None
 
 
 def _updated_first_seen(
@@ -328,27 +330,6 @@ def _updated_first_seen(
         for component, entries in components.items()
         for ident in (_entry_id(component, e) for e in entries)
     }
-
-
-def _summary(
-    suite: str,
-    components: Mapping[str, Sequence[PackageEntry]],
-    first_seen: Mapping[str, FirstSeen],
-    date: datetime,
-) -> SuiteSummary:
-    everything = [(c, e) for c, entries in components.items() for e in entries]
-    return SuiteSummary(
-        suite=suite,
-        date=date,
-        components=tuple(sorted(c for c, entries in components.items() if entries))
-        or tuple(sorted(components))
-        or ("main",),
-        architectures=tuple(sorted({e.architecture for _, e in everything})),
-        packages=len({e.package for _, e in everything}),
-        files=len(everything),
-        size=sum(e.size for _, e in everything),
-        recent=_recent(everything, first_seen),
-    )
 
 
 def _recent(
@@ -380,6 +361,15 @@ def _same_group(
 # -- publishing --------------------------------------------------------------------------
 
 
+def _shown(components: Mapping[str, Sequence[PackageEntry]]) -> Shown:
+    return (
+        tuple(sorted(c for c, entries in components.items() if entries))
+        or tuple(sorted(components))
+        or ("main",),
+        tuple(sorted({e.architecture for entries in components.values() for e in entries})),
+    )
+
+
 def publish_suite_page(
     store: Store,
     suite: str,
@@ -388,98 +378,168 @@ def publish_suite_page(
     date: datetime,
     public_url: str | None,
     first_commit: bool = False,
+    landing: Callable[[_PagesData | None, Shown], str] | None = None,
+    memory: PageMemory | None = None,
+    root_tag: str = "",
 ) -> None:
-    """Write `dists/<suite>/index.html`, its data file and its summary after a commit.
+    """Write `dists/<suite>/index.html` after a commit: one GET, one PUT.
 
     `components` is the suite's new state, `date` the commit's Release Date;
     `first_commit` says this commit created the suite (every entry is new). Call it
     under the suite lock. A page already written for a later commit is left alone.
+    `landing(previous data, shown)` runs before the page is written and returns the
+    key whose public files and root page are now in place. `memory`: the page as read
+    already (else it is read); `root_tag`: the InRelease whose copies are all written.
     """
     url = resolve_public_url(store, public_url)
-    key = pages_data_key(suite)
+    key = suite_page_key(suite)
     for _attempt in range(_MAX_DATA_ATTEMPTS):
-        previous, etag = _read_pages_data(store, suite)
+        memory = memory or read_page_memory(store, suite)
+        previous, etag, legacy = memory.data, memory.etag, memory.legacy
+        memory = None  # a retry reads the page again
         if previous is not None and previous.date > date:
             return  # a later commit has written its page: ours would be older
+        shown = _shown(components)
+        landed = landing(previous, shown) if landing is not None else ""
         first_seen = _updated_first_seen(previous, components, date, first_commit)
-        data = _PagesData(date, first_seen)
+        data = _PagesData(date, first_seen, landed, shown, root_tag, url)
+        page = render_suite_page(
+            suite, components, public_url=url, first_seen=first_seen, date=date, data=data
+        )
         try:
             store.put(
                 key,
-                data.to_json(suite),
+                page.encode(),
                 create_only=etag is None,
                 if_match=etag,
-                content_type=_JSON,
+                content_type=_HTML,
             )
         except PreconditionFailed:
             continue  # another writer moved it (a broken lock): merge with theirs
-        break
-    else:
-        raise DebopsError(
-            f"{key} kept changing under us: another writer is not taking the suite lock"
-        )
-    page = render_suite_page(suite, components, public_url=url, first_seen=first_seen, date=date)
-    store.put(suite_page_key(suite), page.encode(), content_type=_HTML)
-    summary = _summary(suite, components, first_seen, date)
-    store.put(summary_key(suite), summary.to_json(), content_type=_JSON)
+        if legacy:
+            with contextlib.suppress(NotFound):
+                store.delete(pages_data_key(suite))  # its dates now live in the page
+        return
+    raise DebopsError(f"{key} kept changing under us: another writer is not taking the suite lock")
 
 
-def _read_pages_data(store: Store, suite: str) -> tuple[_PagesData | None, str | None]:
-    """The data file and its tag; a malformed one counts as absent but is overwritten."""
+def read_page_memory(store: Store, suite: str) -> PageMemory:
+    """The current page's data and tag (one GET). A malformed block counts as absent
+    (the page is rewritten)."""
+    data, etag, legacy = _read_pages_data(store, suite)
+    return PageMemory(data, etag, legacy)
+
+
+def _read_pages_data(store: Store, suite: str) -> tuple[_PagesData | None, str | None, bool]:
     try:
-        blob = store.get(pages_data_key(suite))
+        blob = store.get(suite_page_key(suite))
     except NotFound:
-        return None, None
-    try:
-        return _PagesData.from_json(blob.data, suite), blob.etag
+        return None, None, False  # no page yet (the format-1 data came with one)
+    block = page_data_block(blob.data)
+    etag = blob.etag
+    if block is not None:
+        try:
+            return _PagesData.from_json(block, suite), etag, False
+        except (ValueError, KeyError, TypeError, IndexError):
+            return None, etag, False
+    try:  # a page written before the data moved into it
+        legacy = store.get(pages_data_key(suite)).data
+        return _PagesData.from_json(legacy, suite), etag, True
+    except NotFound:
+        return None, etag, False
     except (ValueError, KeyError, TypeError, IndexError):
-        return None, blob.etag
+        return None, etag, True
 
 
-def publish_archive_page(store: Store, *, public_url: str | None) -> None:
-    """Write the root `index.html` from the list of suites and their summaries."""
+def publish_archive_page(
+    store: Store,
+    *,
+    public_url: str | None,
+    known: Mapping[str, Shown] | None = None,
+) -> None:
+    """Write the root `index.html` from the list of suites and their roots.
+
+    `known`: suites whose page is being written now, with what they show (a suite
+    committed for the first time has no page yet, nor a root another reader sees).
+    """
     url = resolve_public_url(store, public_url)
-    suites = sorted(s for s in store.list_dirs("dists/") if s and not s.startswith("."))
-    summaries = [_read_summary(store, suite) for suite in suites]
+    known = known or {}
+    suites = sorted(
+        {s for s in store.list_dirs("dists/") if s and not s.startswith(".")} | set(known)
+    )
+    summaries = [
+        SuiteSummary(s, None, *known[s]) if s in known else _describe(store, s) for s in suites
+    ]
     page = render_archive_page(summaries, public_url=url)
     store.put(layout.INDEX_HTML, page.encode(), content_type=_HTML)
 
 
-def _read_summary(store: Store, suite: str) -> SuiteSummary:
-    try:
-        return SuiteSummary.from_json(store.get(summary_key(suite)).data, suite)
-    except NotFound:
-        pass
-    except (ValueError, KeyError, TypeError, IndexError):
-        pass  # malformed: describe the suite from its Release instead
-    # A suite published before pages existed: its Release (for display only, so its
-    # signature is not checked here) still names its components.
+def _describe(store: Store, suite: str) -> SuiteSummary:
+    """A suite as its root names it (for display only: its signature is not checked)."""
+    has_page = store.head(suite_page_key(suite)) is not None
     try:
         signed = store.get(layout.inrelease_key(suite)).data
         release = parse_release(unverified_clearsigned_content(signed, suite), suite)
         return SuiteSummary(
             suite,
-            release.date,
+            None,
             tuple(release.components or ["main"]),
             tuple(release.architectures),
-            has_page=False,
+            has_page=has_page,
         )
     except (NotFound, DebopsError):
-        return SuiteSummary(suite, None, ("main",), (), has_page=False)
+        return SuiteSummary(suite, None, ("main",), (), has_page=has_page)
 
 
-def publish_landing_files(archive: Archive, *, public_url: str | None = None) -> None:
-    """Write the public key (armored and binary), then the root index.html."""
+def publish_pages(
+    archive: Archive,
+    state: SuiteState,
+    components: Mapping[str, Sequence[PackageEntry]],
+    date: datetime,
+    *,
+    memory: PageMemory | None = None,
+    root_tag: str = "",
+) -> None:
+    """Every page a commit of `state.suite` changes (call it under the suite lock).
+
+    The public key files and the root page are written before the suite page when the
+    suite is new, its key changed, or the previous page does not say they are in place
+    (an adopted archive, or a crash amid them); the root page alone when what it shows
+    of this suite, or the public URL, changed. (So the root page shows the URL of the
+    commit that last rewrote it.)
+    """
     signer = archive.require_signer()
     store = archive.store
-    store.put(layout.PUBLIC_KEY_ASC, signer.public_key_armored.encode())
-    store.put(layout.PUBLIC_KEY_GPG, signer.export_public_binary())
-    # archive-key.gpg, written after the armored key, is what the next publisher checks
-    # to finish interrupted landing files; the root page is rewritten by every commit.
-    publish_archive_page(store, public_url=public_url)
+    fingerprint = signer.fingerprint.upper()
+    suite = state.suite
 
+    def landing(previous: _PagesData | None, shown: Shown) -> str:
+        due = (
+            not state.exists
+            or state.signed_by.upper() != fingerprint
+            or previous is None
+            or previous.landing != fingerprint
+        )
+        if due:
+            store.put(layout.PUBLIC_KEY_ASC, signer.public_key_armored.encode())
+            store.put(layout.PUBLIC_KEY_GPG, signer.export_public_binary())
+        url = resolve_public_url(store, archive.public_url)
+        if due or previous is None or previous.shown != shown or previous.url != url:
+            publish_archive_page(store, public_url=archive.public_url, known={suite: shown})
+        return fingerprint
 
-# -- rendering -----------------------------------------------------------------------------
+    publish_suite_page(
+        store,
+        suite,
+        components,
+        date=date,
+        public_url=archive.public_url,
+        first_commit=not state.exists,
+        landing=landing,
+        memory=memory,
+        root_tag=root_tag,
+    )
+
 
 _STYLE = """
 :root{color-scheme:light dark;--bg:#f6f7f9;--fg:#1d2330;--muted:#5b6475;--card:#fff;
@@ -657,6 +717,7 @@ def _display_url(url: str) -> str:
     return (parsed.netloc + parsed.path) if parsed.netloc else parsed.path or url
 
 
+@functools.lru_cache(maxsize=4096)  # a page repeats the few dates of its commits
 def _date_html(moment: datetime | None, *, approximate: bool = False) -> str:
     if moment is None:
         return '<span class="muted">unknown</span>'
@@ -745,8 +806,10 @@ def render_suite_page(
     public_url: str,
     first_seen: Mapping[str, FirstSeen],
     date: datetime,
+    data: _PagesData | None = None,
 ) -> str:
-    """The page of one suite. `first_seen` is keyed `component/package/version/arch`."""
+    """The page of one suite. `first_seen` is keyed `component/package/version/arch`;
+    `data` is what the page remembers for the next commit."""
     everything = [(c, e) for c, entries in components.items() for e in entries]
     shown_components = [c for c in sorted(components) if components[c]]
     setup = setup_lines(public_url, suite, shown_components or sorted(components) or ["main"])
@@ -789,7 +852,8 @@ def render_suite_page(
 {sections}
 <p class="muted">Signed index: <a href="InRelease">InRelease</a> ·
 <a href="Release">Release</a> · <a href="Release.gpg">Release.gpg</a></p>"""
-    return _page(f"{suite} · {_display_url(public_url)}", body, root="../../")
+    block = f"{_DATA_OPEN}{data.to_json(suite)}</script>\n" if data is not None else ""
+    return _page(f"{suite} · {_display_url(public_url)}", body + block, root="../../")
 
 
 def _anchor(component: str, package: str) -> str:
@@ -805,8 +869,10 @@ def _component_table(
     groups = []
     for name in sorted(by_name):
         # Newest first by dpkg's rules; architectures alphabetically within a version.
-        rows = sorted(by_name[name], key=lambda e: e.architecture)
-        rows.sort(key=lambda e: _version_key(e.version), reverse=True)
+        rows = by_name[name]
+        if len(rows) > 1:
+            rows = sorted(rows, key=lambda e: e.architecture)
+            rows.sort(key=lambda e: _version_key(e.version), reverse=True)
         newest = rows[0].version
         synopsis = _synopsis(rows[0])
         cells = []
@@ -856,7 +922,7 @@ def render_archive_page(summaries: Sequence[SuiteSummary], *, public_url: str) -
             if s.has_page
             else _e(s.suite)
         )
-        stats = [f"<li>updated <b>{_date_html(s.date)}</b></li>"]
+        stats = [f"<li>updated <b>{_date_html(s.date)}</b></li>"] if s.date else []
         if s.packages is not None and s.files is not None:
             stats.append(
                 f"<li><b>{_plural(s.packages, 'package')}</b>, {_plural(s.files, 'file')}, "

@@ -1,27 +1,24 @@
-"""Commands that read or change the archive: upload, list, remove, verify, unlock, serve, keygen."""
+"""Commands that read or change the archive: upload, list, remove, verify, unlock, serve, keygen.
+
+A command imports what only it needs when it runs: every command loads this module,
+and `upload` (the one CI runs most) pays for nothing else.
+"""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import functools
-import http.server
 import json
 import os
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from debops_ci.archive.listing import list_packages
-from debops_ci.archive.lock import break_lock
-from debops_ci.archive.maintenance import SuiteCare, repair, resign
 from debops_ci.archive.publish import publish
 from debops_ci.archive.release import parse_date
-from debops_ci.archive.remove import PackageSpec, remove
-from debops_ci.archive.verify import verify
 from debops_ci.archive.webpage import setup_lines
 from debops_ci.cli.common import (
     Context,
@@ -30,9 +27,10 @@ from debops_ci.cli.common import (
     shared_options,
     sources_line,
 )
-from debops_ci.cli.lifecycle_commands import parse_duration
 from debops_ci.errors import ArchiveIntegrityError, SigningError, UsageError
-from debops_ci.signing import _gpg, generate_key, private_gnupg_home
+
+if TYPE_CHECKING:
+    from debops_ci.archive.maintenance import SuiteCare
 
 
 def _parse_floor(value: str | None) -> datetime | None:
@@ -114,6 +112,8 @@ def list_command(
     """List the packages of a suite (or every suite)."""
     cctx = command_context(ctx, kwargs)
     settings = cctx.settings()
+    from debops_ci.archive.listing import list_packages
+
     with open_archive(cctx, signing=False) as archive:
         rows = list_packages(archive, None if all_suites else [settings.suite], package=package)
     if as_json:
@@ -151,6 +151,8 @@ def remove_command(ctx: click.Context, /, specs: tuple[str, ...], **kwargs: Any)
     cctx = command_context(ctx, kwargs)
     settings = cctx.settings()
     arch_filter = cctx.flags.get("arch")
+    from debops_ci.archive.remove import PackageSpec, remove
+
     parsed = [PackageSpec.parse(spec, "remove") for spec in specs]
     with open_archive(cctx, signing=True) as archive:
         result = remove(archive, settings, parsed, arch_filter)
@@ -179,6 +181,8 @@ def verify_command(
 ) -> None:
     """Check signatures, every index and every file against their hashes."""
     cctx = command_context(ctx, kwargs)
+    from debops_ci.archive.verify import verify
+
     floor = _parse_floor(not_older_than)
     explicit_suite = cctx.resolver.get("distro") if cctx.flags.get("distro") else None
     with open_archive(cctx, signing=False) as archive:
@@ -222,6 +226,8 @@ def _render_care(done: list[SuiteCare], verb: str) -> None:
 @click.pass_context
 def repair_command(ctx: click.Context, /, all_suites: bool, **kwargs: Any) -> None:
     """Rewrite Release, Release.gpg and plain indexes that disagree with InRelease."""
+    from debops_ci.archive.maintenance import repair
+
     cctx = command_context(ctx, kwargs)
     with open_archive(cctx, signing=True) as archive:
         done = repair(archive, cctx.settings(), _explicit_suites(cctx, all_suites))
@@ -241,6 +247,9 @@ def resign_command(
 ) -> None:
     """Re-sign the suites whose Valid-Until is near (run it on a schedule)."""
     cctx = command_context(ctx, kwargs)
+    from debops_ci.archive.maintenance import resign
+    from debops_ci.cli.lifecycle_commands import parse_duration
+
     horizon = parse_duration(within, "--within") if within else None
     with open_archive(cctx, signing=True) as archive:
         done = resign(archive, cctx.settings(), _explicit_suites(cctx, all_suites), within=horizon)
@@ -253,6 +262,8 @@ def resign_command(
 def unlock_command(ctx: click.Context, /, **kwargs: Any) -> None:
     """Break a suite's lock by hand, after saying whose it was."""
     cctx = command_context(ctx, kwargs)
+    from debops_ci.archive.lock import break_lock
+
     suite = cctx.settings().suite
     with open_archive(cctx, signing=False) as archive:
         holder = break_lock(archive.store, suite)
@@ -262,11 +273,6 @@ def unlock_command(ctx: click.Context, /, **kwargs: Any) -> None:
         click.echo(f"broke the lock on dists/{suite} held by {holder.description}")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
 @click.command("serve")
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--bind", default="127.0.0.1", show_default=True)
@@ -274,6 +280,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @click.pass_context
 def serve_command(ctx: click.Context, /, port: int, bind: str, **kwargs: Any) -> None:
     """Serve a local-directory archive over HTTP for apt."""
+    import http.server
+    import threading
+
+    class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
     cctx = command_context(ctx, kwargs)
     with open_archive(cctx, signing=False) as archive:
         root = archive.store.capabilities.local_root
@@ -320,6 +333,8 @@ def keygen_command(name: str, email: str, public_key: Path, secret_file: Path) -
             raise UsageError("--name and --email must be one line without < or >")
     if secret_file.exists():
         raise UsageError(f"{secret_file} exists; refusing to overwrite a private key")
+    from debops_ci.signing import _gpg, generate_key, private_gnupg_home
+
     with private_gnupg_home() as home:
         gpg = _gpg(home)
         fingerprint = generate_key(gpg, f"{name} <{email}>")

@@ -22,7 +22,6 @@ from debops_ci.archive.opening import open_archive as library_open_archive
 from debops_ci.archive.session import Archive
 from debops_ci.archive.settings import SuiteSettings
 from debops_ci.archive.webpage import resolve_public_url, setup_lines
-from debops_ci.ci.providers import ci_run_url
 from debops_ci.cli.flags import SHARED_NAMES, shared_options
 from debops_ci.errors import UsageError
 from debops_ci.options import Resolver, load_resolver
@@ -102,6 +101,12 @@ def command_context(ctx: click.Context, /, kwargs: dict[str, Any]) -> Context:
     return Context(flags, resolver, env)
 
 
+def _ci_run_url(env: Any) -> str:
+    from debops_ci.ci.providers import ci_run_url  # the CI half, only when it is needed
+
+    return ci_run_url(env)
+
+
 def _observer(verb: str, key: str, detail: str) -> None:
     err(f"  {verb:6} {key}" + (f"  [{detail}]" if detail else ""))
 
@@ -129,7 +134,7 @@ def archive_options(cctx: Context, event: str | None = None) -> ArchiveOptions:
         unsafe_no_conditional_writes=bool(res.get("unsafe-no-conditional-writes")),
         lock_timeout=float(res.get("lock-timeout")),
         public_url=res.get("public-url"),
-        run=ci_run_url(cctx.env),
+        run=_ci_run_url(cctx.env),
         observer=_observer if cctx.verbose else None,
         log=err,
     )

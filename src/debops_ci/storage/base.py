@@ -8,7 +8,7 @@ safety rests on them, so every backend must honour both or say it cannot.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -49,6 +49,10 @@ class Blob:
 
     data: bytes
     etag: str
+    # User metadata, where the store keeps it and answers it with the bytes (S3 does):
+    # what the writer noted about the object, without another request.
+    metadata: dict[str, str] = field(default_factory=dict)
+    last_modified: float | None = None  # seconds since the epoch, where the store says
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class LocalStore:
         try:
             with open(self._path(key), "rb") as fh:
                 st = os.fstat(fh.fileno())
-                return Blob(fh.read(), _tag(st))
+                return Blob(fh.read(), _tag(st), last_modified=st.st_mtime)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"{key} not found in {self.root}") from None
         except OSError as exc:

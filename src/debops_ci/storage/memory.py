@@ -143,7 +143,7 @@ class MemoryStore:
             obj = self._objects.get(key)
             if obj is None:
                 raise NotFound(f"{key} not found in {self.describe()}")
-            blob = Blob(obj.data, obj.etag)
+            blob = Blob(obj.data, obj.etag, dict(obj.metadata), obj.last_modified)
         self._after(lost, "GET", key)
         return blob
 

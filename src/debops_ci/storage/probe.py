@@ -9,9 +9,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 
 from debops_ci.errors import StorageError
 from debops_ci.storage.base import NotFound, PreconditionFailed, Store
+
+__all__ = [
+    "PROBE_NOTE",
+    "PROBE_NOTE_SECONDS",
+    "PROBE_PREFIX",
+    "ProbeResult",
+    "conditional_writes_honoured",
+    "remember_probe",
+    "require_conditional_writes",
+]
 
 PROBE_PREFIX = ".debops-ci/probe-"
 # A passed probe is remembered in the bucket for this long (one GET instead of five
@@ -45,25 +56,36 @@ def conditional_writes_honoured(store: Store) -> bool:
         store.delete(key)
 
 
-def _remembered(store: Store) -> bool:
+def _remembered(store: Store) -> float | None:
+    """When the bucket's note says this endpoint passed the probe (if lately)."""
     try:
         note = json.loads(store.get(PROBE_NOTE).data.decode("utf-8"))
-    except (NotFound, ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(note, dict):
-        return False
-    fresh = time.time() - float(note.get("probed", 0)) < PROBE_NOTE_SECONDS
-    return fresh and note.get("where") == store.describe()
+        if not isinstance(note, dict):
+            return None
+        probed = float(note.get("probed", 0))
+    except (NotFound, ValueError, UnicodeDecodeError, TypeError):
+        return None
+    fresh = time.time() - probed < PROBE_NOTE_SECONDS
+    return probed if fresh and note.get("where") == store.describe() else None
 
 
-def require_conditional_writes(store: Store, *, allow_unsafe: bool) -> bool:
-    """Refuse a server that ignores conditional writes. True when the probe ran and
-    passed, so the caller should `remember_probe` once its own writes succeed (a
-    command that then fails leaves the bucket as it found it)."""
-    if allow_unsafe or _remembered(store):
-        return False
+@dataclass(frozen=True)
+class ProbeResult:
+    ran: bool  # probed now: `remember_probe` once the caller's own writes succeed
+    proven_at: float | None  # when conditional writes were last proven (None: unsafe)
+
+
+def require_conditional_writes(store: Store, *, allow_unsafe: bool) -> ProbeResult:
+    """Refuse a server that ignores conditional writes. A probe that runs and passes
+    is remembered only once the caller's own writes succeed (`remember_probe`): a
+    command that then fails leaves the bucket as it found it."""
+    if allow_unsafe:
+        return ProbeResult(False, None)
+    remembered = _remembered(store)
+    if remembered is not None:
+        return ProbeResult(False, remembered)
     if conditional_writes_honoured(store):
-        return True
+        return ProbeResult(True, time.time())
     raise StorageError(
         f"{store.describe()} ignores conditional writes (If-None-Match/If-Match), so "
         "concurrent publishes could lose updates; use a server that supports them, or "
