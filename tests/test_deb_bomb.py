@@ -3,7 +3,7 @@
 The bomb: a .deb of a few MB whose control.tar holds a 1 GiB member of zeros. Either
 the member is `./control` itself (refused from its tar header) or an `./md5sums` placed
 before `./control` (refused when the decompressed control archive passes its cap). Each
-inspection runs in a fresh interpreter that reports its peak RSS (`ru_maxrss`), so the
+inspection runs in a fresh interpreter that reports its peak RSS (`VmHWM`), so the
 memory bound is the reader's, not the test process's.
 """
 
@@ -24,7 +24,7 @@ GIB = 1 << 30
 MEMORY_BOUND = 200 << 20  # far below the 1 GiB member; an idle interpreter is ~40 MiB
 
 _INSPECT = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from debops_ci.debian.package import inspect_deb
 from debops_ci.errors import PackageError
@@ -33,7 +33,10 @@ try:
     outcome = "accepted"
 except PackageError as exc:
     outcome = str(exc)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM: this process's own high-water mark. (ru_maxrss would also count what the
+# parent had when it forked us: Linux keeps it across exec.)
+with open("/proc/self/status") as status:
+    peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:")) * 1024
 print(json.dumps({"outcome": outcome, "peak": peak}))
 """
 
