@@ -265,6 +265,11 @@ def bench_size(
         cli.walls.append(t[0].wall)
         cli.cpus.append(t[0].cpu)
         common.say(f"[N={n}] debops-ci CLI: {common.secs(t[0].wall)}")
+    # The proxy is a new endpoint to debops-ci, which proves once (and then remembers
+    # for a week) that an endpoint honours conditional writes: one untimed publish
+    # through it first, so that the counted one is every publish after that.
+    pause(back_to_back)
+    common.run(common.debops_upload_cmd(bucket, proxy.url, [queue.pop(0)]), env=env)
     proxy.reset()
     pause(back_to_back)
     with common.stopwatch() as t:
@@ -282,6 +287,9 @@ def bench_size(
     profile_text = ""
     with Signer.open({"DEB_GPG_KEY": key.private_armored}) as signer:
         store = open_store(f"s3://{bucket}", endpoint_url=server.endpoint_url, observer=observer)
+        # Untimed: back on the direct endpoint after the CLI's proxied runs (see above).
+        with Archive(store, signer=signer) as archive:
+            publish(archive, settings, [queue.pop(0)])
         for _ in range(runs):
             deb = queue.pop(0)
             pause(back_to_back)
@@ -295,6 +303,9 @@ def bench_size(
             common.say(f"[N={n}] debops-ci library: {common.secs(t[0].wall)}")
         proxied = open_store(f"s3://{bucket}", endpoint_url=proxy.url, observer=observer)
         assert isinstance(proxied, S3Store)
+        pause(back_to_back)
+        with Archive(proxied, signer=signer) as archive:  # untimed, as for the CLI
+            publish(archive, settings, [queue.pop(0)])
         pause(back_to_back)
         proxy.reset()
         observer.reset()
@@ -572,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     version_walls = version_timing()
     # Per size: runs + 1 (CLI), runs + 1 (library), 1 (profile), runs + 1 (aptly),
     # 2 x runs (local directory).
-    extras = common.extra_debs("incr", 5 * args.runs + 4)
+    extras = common.extra_debs("incr", 5 * args.runs + 7)
     reports: list[SizeReport] = []
     with (
         common.workdir("incremental") as work,

@@ -8,6 +8,7 @@ typed into, dark mode is emulated, widths are measured at 1200 px, every link fe
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import urllib.error
@@ -22,6 +23,7 @@ from support.cli import key_env, run_cli
 from support.debs import make_deb
 from support.gpgkeys import GpgKey
 from support.httpserve import StaticHttpServer
+from support.seaweed import S3Bucket
 
 from debops_ci.archive.state import read_suite
 from debops_ci.archive.webpage import archive_slug
@@ -330,3 +332,28 @@ def test_two_archives_get_their_own_names(tmp_path: Path, signing_key: GpgKey) -
         assert f"/etc/apt/sources.list.d/{slug}.list" in page
         keyrings |= set(re.findall(r"/etc/apt/keyrings/[a-z0-9.-]+\.asc", page))
     assert len(keyrings) == 2, keyrings
+
+
+def test_on_s3_the_suite_page_is_stored_gzipped_and_a_browser_reads_it(
+    s3_bucket: S3Bucket, signing_key: GpgKey, tmp_path: Path
+) -> None:
+    env = {**key_env(signing_key), **s3_bucket.env()}
+    url = s3_bucket.http_url
+    for deb in (
+        make_deb(tmp_path / "a", "gz-first", "1.0", "amd64"),
+        make_deb(tmp_path / "b", "gz-second", "2.0", "amd64"),
+    ):
+        done = run_cli(["upload", "--archive", s3_bucket.archive_url, str(deb)], env)
+        assert done.returncode == 0, done.output
+    with urllib.request.urlopen(f"{url}/dists/unstable/index.html", timeout=30) as answer:
+        assert answer.headers["Content-Encoding"] == "gzip"
+        stored = answer.read()
+    page = gzip.decompress(stored).decode()
+    assert len(stored) < len(page) / 2  # (a 2-package page is mostly style and script)
+    # The second commit read the first one's page back: both dates are exact.
+    times = re.findall(r'<time datetime="([^"]+)">', page)
+    assert len(times) >= 3 and "≤" not in page
+    with Chromium() as browser:
+        tab = _open(browser, f"{url}/dists/unstable/index.html")
+        names = tab.evaluate("[...document.querySelectorAll('tbody')].map(g => g.dataset.package)")
+        assert names == ["gz-first", "gz-second"]

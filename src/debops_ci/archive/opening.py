@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,18 @@ def read_public_key(path: str | Path) -> str:
     return text
 
 
+def _open_location(location: str | Store, options: ArchiveOptions) -> Store:
+    if not isinstance(location, str):
+        return location
+    return open_store(
+        location,
+        endpoint_url=options.endpoint_url,
+        profile=options.profile,
+        observer=options.observer,
+        tuning=options.s3,
+    )
+
+
 def _key_env(key: SigningKey) -> dict[str, str]:
     env: dict[str, str] = {}
     if key.private_key:
@@ -88,29 +101,32 @@ def open_archive(
     given and no key is pinned, to trust the archive it signs.
     """
     options = options or ArchiveOptions()
-    store = (
-        open_store(
-            location,
-            endpoint_url=options.endpoint_url,
-            profile=options.profile,
-            observer=options.observer,
-            tuning=options.s3,
-        )
-        if isinstance(location, str)
-        else location
-    )
     trusted = list(options.archive_keys) or None
     key = options.key
+    # An S3 client takes ~0.1 s of CPU to build, the signer as long waiting for GnuPG:
+    # the two at once. (The store's error, if any, is still the one raised.)
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="debops-open")
+    opening = opener.submit(_open_location, location, options)
+    opener.shutdown(wait=False)  # that one task runs on; the thread ends with it
     with contextlib.ExitStack() as stack:
         signer = None
         if writable or (key.present and not trusted and not key.throwaway):
-            signer = stack.enter_context(
-                Signer.open(_key_env(key), key_fingerprint=key.fingerprint, throwaway=key.throwaway)
-            )
-            if key.throwaway:
-                options.log(
-                    f"signing with a throwaway key {signer.fingerprint} (valid for this run only)"
+            try:
+                signer = stack.enter_context(
+                    Signer.open(
+                        _key_env(key), key_fingerprint=key.fingerprint, throwaway=key.throwaway
+                    )
                 )
+            except BaseException:
+                problem = opening.exception()
+                if problem is not None:
+                    raise problem from None
+                raise
+        store = opening.result()
+        if signer is not None and key.throwaway:
+            options.log(
+                f"signing with a throwaway key {signer.fingerprint} (valid for this run only)"
+            )
         yield stack.enter_context(
             Archive(
                 store,

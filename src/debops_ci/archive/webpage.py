@@ -25,11 +25,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import gzip
 import hashlib
 import html
 import json
 import re
 import shlex
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -403,16 +405,26 @@ def publish_suite_page(
         landed = landing(previous, shown) if landing is not None else ""
         first_seen = _updated_first_seen(previous, components, date, first_commit)
         data = _PagesData(date, first_seen, landed, shown, root_tag, url)
-        page = render_suite_page(
-            suite, components, public_url=url, first_seen=first_seen, date=date, data=data
+        # Encoded part by part: a big suite's page is never held as text and bytes at once.
+        page = b"".join(
+            part.encode()
+            for part in _suite_page_parts(
+                suite, components, public_url=url, first_seen=first_seen, date=date, data=data
+            )
         )
+        encoding = None
+        if store.capabilities.serves_content_encoding:
+            # A page of 10,000 packages is ~4 MB of HTML and ~0.3 MB gzipped: browsers
+            # read it either way, and the next commit downloads it again.
+            page, encoding = gzip.compress(page, 6, mtime=0), "gzip"
         try:
             store.put(
                 key,
-                page.encode(),
+                page,
                 create_only=etag is None,
                 if_match=etag,
                 content_type=_HTML,
+                content_encoding=encoding,
             )
         except PreconditionFailed:
             continue  # another writer moved it (a broken lock): merge with theirs
@@ -430,12 +442,28 @@ def read_page_memory(store: Store, suite: str) -> PageMemory:
     return PageMemory(data, etag, legacy)
 
 
+_MAX_PAGE_BYTES = 256 << 20  # a page this big would be no page we wrote
+
+
+def _plain_page(data: bytes) -> bytes:
+    """A page as written: gzipped where the store serves encodings (bounded, so a
+    planted bomb costs nothing); what is not gzip is taken as is."""
+    if not data.startswith(b"\x1f\x8b"):
+        return data
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        plain = inflate.decompress(data, _MAX_PAGE_BYTES)
+    except zlib.error:
+        return b""
+    return b"" if inflate.unconsumed_tail else plain
+
+
 def _read_pages_data(store: Store, suite: str) -> tuple[_PagesData | None, str | None, bool]:
     try:
         blob = store.get(suite_page_key(suite))
     except NotFound:
         return None, None, False  # no page yet (the format-1 data came with one)
-    block = page_data_block(blob.data)
+    block = page_data_block(_plain_page(blob.data))
     etag = blob.etag
     if block is not None:
         try:
@@ -690,7 +718,12 @@ def _href(path: str) -> str:
 
 def _page(title: str, body: str, *, root: str) -> str:
     """`root`: the relative way up to the archive root from this page."""
-    return f"""<!doctype html>
+    return "".join(_page_parts(title, [body], root=root))
+
+
+def _page_parts(title: str, body: Sequence[str], *, root: str) -> list[str]:
+    """The page around `body`, as parts (a big page is joined once, when encoded)."""
+    head = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -702,7 +735,8 @@ def _page(title: str, body: str, *, root: str) -> str:
 <style>{_STYLE}</style>
 </head>
 <body>
-{body}
+"""
+    foot = f"""
 <footer>Published by debops-ci. Signing key:
 <a href="{root}{layout.PUBLIC_KEY_ASC}">{layout.PUBLIC_KEY_ASC}</a>
 (binary: <a href="{root}{layout.PUBLIC_KEY_GPG}">{layout.PUBLIC_KEY_GPG}</a>).</footer>
@@ -710,6 +744,7 @@ def _page(title: str, body: str, *, root: str) -> str:
 </body>
 </html>
 """
+    return [head, *body, foot]
 
 
 def _display_url(url: str) -> str:
@@ -810,6 +845,22 @@ def render_suite_page(
 ) -> str:
     """The page of one suite. `first_seen` is keyed `component/package/version/arch`;
     `data` is what the page remembers for the next commit."""
+    return "".join(
+        _suite_page_parts(
+            suite, components, public_url=public_url, first_seen=first_seen, date=date, data=data
+        )
+    )
+
+
+def _suite_page_parts(
+    suite: str,
+    components: Mapping[str, Sequence[PackageEntry]],
+    *,
+    public_url: str,
+    first_seen: Mapping[str, FirstSeen],
+    date: datetime,
+    data: _PagesData | None = None,
+) -> list[str]:
     everything = [(c, e) for c, entries in components.items() for e in entries]
     shown_components = [c for c in sorted(components) if components[c]]
     setup = setup_lines(public_url, suite, shown_components or sorted(components) or ["main"])
@@ -833,11 +884,10 @@ def render_suite_page(
             for r in recent
         )
         recent_html = f'<h2>Latest uploads</h2>\n<ul class="recent">\n{items}\n</ul>'
-    sections = (
-        "\n".join(_component_table(c, components[c], first_seen) for c in sorted(components))
-        or '<p class="muted">This suite holds no packages.</p>'
-    )
-    body = f"""<header>
+    sections: list[str] = []
+    for c in sorted(components):
+        sections += [*_component_table(c, components[c], first_seen), "\n"]
+    top = f"""<header>
 <nav><a href="../../index.html">{_e(_display_url(public_url))}</a> / {_e(suite)}</nav>
 <h1>Suite {_e(suite)}</h1>
 <ul class="stats">{stats}</ul>
@@ -849,11 +899,13 @@ def render_suite_page(
 <input type="search" id="filter" placeholder="Filter packages by name"
  aria-label="Filter packages by name" autocomplete="off">
 <span id="filter-count" class="muted" aria-live="polite"></span></div>
-{sections}
-<p class="muted">Signed index: <a href="InRelease">InRelease</a> ·
+"""
+    bottom = """<p class="muted">Signed index: <a href="InRelease">InRelease</a> ·
 <a href="Release">Release</a> · <a href="Release.gpg">Release.gpg</a></p>"""
-    block = f"{_DATA_OPEN}{data.to_json(suite)}</script>\n" if data is not None else ""
-    return _page(f"{suite} · {_display_url(public_url)}", body + block, root="../../")
+    body = [top, *(sections or ['<p class="muted">This suite holds no packages.</p>']), bottom]
+    if data is not None:
+        body.append(f"{_DATA_OPEN}{data.to_json(suite)}</script>\n")
+    return _page_parts(f"{suite} · {_display_url(public_url)}", body, root="../../")
 
 
 def _anchor(component: str, package: str) -> str:
@@ -862,7 +914,7 @@ def _anchor(component: str, package: str) -> str:
 
 def _component_table(
     component: str, entries: Sequence[PackageEntry], first_seen: Mapping[str, FirstSeen]
-) -> str:
+) -> list[str]:
     by_name: dict[str, list[PackageEntry]] = {}
     for entry in entries:
         by_name.setdefault(entry.package, []).append(entry)
@@ -902,14 +954,13 @@ def _component_table(
         groups.append(
             f'<tbody data-package="{_e(name.lower())}">\n' + "\n".join(cells) + "\n</tbody>"
         )
-    return f"""<section data-component="{_e(component)}">
+    head = f"""<section data-component="{_e(component)}">
 <h3>Component {_e(component)} <span class="muted">· {_plural(len(by_name), "package")}</span></h3>
 <table>
 <thead><tr><th scope="col">Package</th><th scope="col">Version</th><th scope="col">Arch</th>
 <th scope="col" class="num">Size</th><th scope="col" class="num">Added (UTC)</th></tr></thead>
-{"".join(groups)}
-</table>
-</section>"""
+"""
+    return [head, *groups, "\n</table>\n</section>"]
 
 
 def render_archive_page(summaries: Sequence[SuiteSummary], *, public_url: str) -> str:

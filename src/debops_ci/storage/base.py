@@ -78,6 +78,8 @@ class Capabilities:
     server_side_copy: bool = True
     # A directory on this machine (served by `debops-ci serve`, used by file:// apt).
     local_root: Path | None = None
+    # A stored Content-Encoding is served as sent (S3, to browsers that decode it).
+    serves_content_encoding: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,10 @@ class Store(Protocol):
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        content_encoding: str | None = None,
     ) -> str:
         """Write an object; return its new tag. Raises PreconditionFailed.
+        `content_encoding` only where `capabilities.serves_content_encoding`.
 
         `create_only` is `If-None-Match: *`; `if_match` is compare-and-swap on the tag.
         """

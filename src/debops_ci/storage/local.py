@@ -198,6 +198,7 @@ class LocalStore:
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        content_encoding: str | None = None,  # files carry none: never given here
     ) -> str:
         self._note("PUT", key, describe_condition(create_only, if_match))
         tmp = self._write_temp(self._path(key), data, None)

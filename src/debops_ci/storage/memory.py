@@ -188,6 +188,7 @@ class MemoryStore:
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        content_encoding: str | None = None,
     ) -> str:
         return self._write(key, data, create_only, if_match, metadata)
 

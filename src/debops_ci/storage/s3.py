@@ -155,7 +155,7 @@ class S3Store:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(probe_conditional_writes=True)
+        return Capabilities(probe_conditional_writes=True, serves_content_encoding=True)
 
     def exists(self) -> bool:
         return self.bucket_exists()
@@ -275,6 +275,7 @@ class S3Store:
         if_match: str | None,
         content_type: str | None,
         metadata: dict[str, str] | None,
+        content_encoding: str | None = None,
     ) -> str:
         args: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -288,6 +289,8 @@ class S3Store:
             args["IfMatch"] = if_match
         if metadata:
             args["Metadata"] = metadata
+        if content_encoding:
+            args["ContentEncoding"] = content_encoding
         try:
             resp = self._client.put_object(**args)
         except Exception as exc:
@@ -303,9 +306,10 @@ class S3Store:
         if_match: str | None = None,
         content_type: str | None = None,
         metadata: dict[str, str] | None = None,
+        content_encoding: str | None = None,
     ) -> str:
         self._note("PUT", key, describe_condition(create_only, if_match))
-        return self._put(key, data, create_only, if_match, content_type, metadata)
+        return self._put(key, data, create_only, if_match, content_type, metadata, content_encoding)
 
     def put_file(
         self,
