@@ -241,10 +241,19 @@ def decode_key_env(env: Mapping[str, str]) -> bytes | None:
 class Signer:
     """Signs with one key. Open it with `Signer.open()` as a context manager."""
 
-    def __init__(self, gpg: gnupg.GPG, fingerprint: str, passphrase: str | None) -> None:
+    def __init__(
+        self,
+        gpg: gnupg.GPG,
+        fingerprint: str,
+        passphrase: str | None,
+        private_home: Path | None = None,
+    ) -> None:
         self._gpg = gpg
         self.fingerprint = fingerprint
         self._passphrase = passphrase
+        # A GnuPG home of our own (not the user's keyring): removed with this signer,
+        # and by a later run if this one is killed.
+        self.private_home = private_home
         self.public_key_armored = self._export_public()
 
     def __repr__(self) -> str:  # never show the passphrase
@@ -292,7 +301,7 @@ class Signer:
                     fpr = _find_secret_key(gpg, key_fingerprint)
                 else:
                     fpr = secrets[0]["fingerprint"]
-            signer = cls(gpg, fpr, passphrase)
+            signer = cls(gpg, fpr, passphrase, private_home=home)
             signer._check_can_sign()
             yield signer
 
@@ -419,12 +428,20 @@ class Verifier:
     @classmethod
     @contextlib.contextmanager
     def for_signer(cls, signer: Signer) -> Iterator[Verifier]:
-        """Trust exactly the signing key: its keyring comes from the signer's own home
-        (one export, no second GnuPG home to set up and tear down)."""
-        with tempfile.TemporaryDirectory(prefix="debops-keyring-") as tmp:
-            keyring = Path(tmp) / "trusted.gpg"
-            keyring.write_bytes(signer.export_public_binary())
+        """Trust exactly the signing key: its keyring is exported into the signer's own
+        private home (one export; no second GnuPG home to set up, tear down, or leave
+        behind when killed). A signer on the user's keyring gets a home of its own."""
+        if signer.private_home is None:
+            with cls.open([signer.public_key_armored]) as verifier:
+                yield verifier
+            return
+        keyring = signer.private_home / "debops-ci-trusted.gpg"
+        keyring.write_bytes(signer.export_public_binary())
+        try:
             yield cls(keyring, {signer.fingerprint})
+        finally:
+            with contextlib.suppress(OSError):
+                keyring.unlink()
 
     def verify_clearsigned(self, signed: bytes, what: str) -> VerifiedRelease:
         """Return the content GnuPG vouches for (never re-parse the armor ourselves)."""
