@@ -183,6 +183,32 @@ def test_a_commit_made_meanwhile_is_rebased_on_not_lost(
     assert verify(archive).ok
 
 
+def test_a_root_that_moved_before_we_took_the_free_lock_is_not_repaired_backwards(
+    archive: Archive, store: MemoryStore, debs: dict[str, Path], signing_key: GpgKey
+) -> None:
+    publish(archive, SUITE, [debs["a1"]])
+    moved: list[bool] = []
+
+    def another_publisher(_op: str, _key: str) -> None:
+        # Commits beta (and lets the lock go) after we read the suite, before we lock.
+        if moved:
+            return
+        moved.append(True)
+        with open_archive(store, _options(signing_key, FakeClock()), writable=True) as other:
+            publish(other, SUITE, [debs["b1"]])
+
+    store.inject(
+        Fault("PUT", "dists/unstable/.debrepos3.lock", action="call", callback=another_publisher)
+    )
+    store.operations.clear()
+    result = publish(archive, SUITE, [debs["a2"]])
+    assert moved and result.repaired == ()  # the copies of beta's root were whole
+    ours = [k for op, k in store.operations if op == "PUT" and k == "dists/unstable/Release"]
+    assert len(ours) == 2  # beta's commit and ours: no stale Release written between
+    assert _names(archive) == {("alpha", "1.0-1"), ("alpha", "1.1-1"), ("beta", "2.0-1")}
+    assert verify(archive).ok
+
+
 def test_a_lost_answer_to_our_own_commit_is_recognised(
     archive: Archive, store: MemoryStore, debs: dict[str, Path]
 ) -> None:

@@ -361,7 +361,8 @@ def _run_locked(
     for attempt in range(1, MAX_COMMIT_ATTEMPTS + 1):
         # Read before a lock that was free: a commit's compare-and-swap catches a root
         # that moved since, so only a command with nothing to commit asks first.
-        state = known if trusted and known is not None else _reread(archive, suite, known)
+        unchecked = trusted and known is not None
+        state = known if unchecked and known is not None else _reread(archive, suite, known)
         known = None
         check_not_rolled_back(state, settings)
         components = change(state) if commits == 0 else None
@@ -377,14 +378,22 @@ def _run_locked(
         ):
             components = {c: list(e) for c, e in state.components.items()}
             refreshed = True
-        if components is None and commits == 0 and trusted and not _root_unmoved(archive, state):
-            trusted = False  # moved since our read: run the change on the new state
-            continue
+        if components is None and commits == 0 and unchecked:
+            if not _root_unmoved(archive, state):
+                trusted = False  # moved since our read: run the change on the new state
+                continue
+            unchecked = False
         trusted = False
         if pages is None:
             pages = read_page_memory(store, suite)
         if state.exists and not repair_done:
             # First, copies a dead publisher left torn (its page never followed them).
+            # Only ever against the root as it is now: copies "repaired" to a root that
+            # moved would be torn by us.
+            tag = state.inrelease.etag if state.inrelease is not None else ""
+            suspect = check_copies or not pages.copies_done_for(tag)
+            if suspect and unchecked and not _root_unmoved(archive, state):
+                continue
             repaired = _repair(archive, state, pages, thorough=check_copies)
             repair_done = True
         if components is None:
