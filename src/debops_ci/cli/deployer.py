@@ -10,8 +10,10 @@ deployer refresh_badges               rewrite every host's badges
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +70,21 @@ class _Context:
             self._config = self._load()
         return self._config
 
-    def transport(self) -> SshTransport:
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[SshTransport]:
+        """SSH to the hosts of deployer.ini, closed (every master connection) after."""
         c = self.config
-        return SshTransport(
+        transport = SshTransport(
             SshSettings(
                 config_file=c.ssh_config,
                 connect_timeout=c.connect_timeout,
                 command_timeout=c.command_timeout,
             )
         )
+        try:
+            yield transport
+        finally:
+            transport.close()
 
 
 def _load(
@@ -153,11 +161,8 @@ def _state(ctx: click.Context) -> _Context:
 def status_command(ctx: click.Context) -> None:
     """The table: each package's version on each stage (every host asked)."""
     state = _state(ctx)
-    transport = state.transport()
-    try:
+    with state.connected() as transport:
         report = query_status(state.config, transport)
-    finally:
-        transport.close()
     click.echo(to_json(report) if state.as_json else render_status(report, state.color))
     if report.unreachable:
         names = " ".join(h.host for h in report.unreachable)
@@ -172,11 +177,8 @@ def status_command(ctx: click.Context) -> None:
 def versions_command(ctx: click.Context, package: str, stage: str | None) -> None:
     """What apt on the stage's hosts can install (after apt-get update)."""
     state = _state(ctx)
-    transport = state.transport()
-    try:
+    with state.connected() as transport:
         report = query_versions(state.config, transport, package, stage)
-    finally:
-        transport.close()
     click.echo(to_json(report) if state.as_json else render_versions(report))
     if any(h.error for h in report.hosts):
         sys.exit(3)
@@ -206,16 +208,13 @@ def _rollout_options(func: Any) -> Any:
 
 def _rollout(ctx: click.Context, request: DeployRequest) -> None:
     state = _state(ctx)
-    transport = state.transport()
 
     def report(event: object) -> None:
         if not state.as_json:
             click.echo(render_event(event))
 
-    try:
+    with state.connected() as transport:
         result = run_deploy(state.config, Runtime(transport, report=report), request)
-    finally:
-        transport.close()
     click.echo(to_json(result) if state.as_json else render_result(result))
 
 
@@ -257,11 +256,8 @@ def rollback_command(ctx: click.Context, /, package: str, stage: str, **flags: A
 def refresh_badges_command(ctx: click.Context) -> None:
     """Write an SVG badge per package to badges_path on every host."""
     state = _state(ctx)
-    transport = state.transport()
-    try:
+    with state.connected() as transport:
         outcomes = refresh_badges(state.config, transport)
-    finally:
-        transport.close()
     directory = state.config.badges_path or ""
     click.echo(to_json(outcomes) if state.as_json else render_badges(outcomes, directory))
     failed = [o for o in outcomes if o.error]
