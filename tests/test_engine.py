@@ -11,7 +11,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -330,6 +330,27 @@ def test_a_stale_plain_index_fails_verify_and_repair_fixes_it(
     assert done[0].repaired == (plain,)
     assert verify(archive).ok
     assert repair(archive, SUITE)[0].repaired == ()
+
+
+def test_verify_and_repair_judge_release_and_its_signature_alike(
+    archive: Archive, store: MemoryStore, debs: dict[str, Path]
+) -> None:
+    publish(archive, SUITE, [debs["a1"]])
+    release, signature = "dists/unstable/Release", "dists/unstable/Release.gpg"
+    good = store.get(signature).data
+    tears: list[tuple[Callable[[], object], str, str]] = [
+        (lambda: store.put(release, b"Origin: old\n"), release, "stale copy"),
+        (lambda: store.put(signature, good[:40]), signature, "does not verify"),
+        (lambda: store.delete(signature), release, "Release.gpg missing"),
+    ]
+    for tear, shown, said in tears:
+        tear()
+        report = verify(archive)
+        assert [(f.kind, f.path) for f in report.errors] == [("torn-copy", shown)]
+        assert said in report.errors[0].message
+        done = repair(archive, SUITE)
+        assert signature in done[0].repaired
+        assert verify(archive).ok
 
 
 def test_every_signature_is_made_before_the_first_write(

@@ -29,6 +29,7 @@ __all__ = [
     "discard_all",
     "finish_all",
     "plain_copies",
+    "release_copy_problem",
     "repair_plan",
     "stage_copies",
     "torn_copies",
@@ -98,28 +99,40 @@ def _copy_matches(store: Store, copy: PlainCopy) -> bool:
         return False
 
 
+def release_copy_problem(
+    store: Store, suite: str, content: bytes, verifier: Verifier | None
+) -> tuple[str, str] | None:
+    """Which of `Release`, `Release.gpg` disagrees with the signed root's `content`,
+    and how: (its key, "missing" | "stale" | "unsigned"); None when both agree.
+    `verifier=None` checks only that a signature is there."""
+    release_key, gpg_key = layout.release_key(suite), layout.release_gpg_key(suite)
+    try:
+        release = store.get(release_key).data
+    except NotFound:
+        return release_key, "missing"
+    if release != content:
+        return release_key, "stale"
+    try:
+        signature = store.get(gpg_key).data
+    except NotFound:
+        return gpg_key, "missing"
+    if not signature or (verifier is not None and not verifier.verify_detached(content, signature)):
+        return gpg_key, "unsigned"
+    return None
+
+
 def torn_copies(store: Store, state: SuiteState, verifier: Verifier | None) -> list[str]:
     """The copies that do not agree with the suite's signed root (empty: all good)."""
     if state.release is None or not state.content:
         return []
     suite = state.suite
     torn: list[str] = []
-    try:
-        release = store.get(layout.release_key(suite)).data
-    except NotFound:
-        release = b""
-    if release != state.content:
+    problem = release_copy_problem(store, suite, state.content, verifier)
+    if problem is not None and problem[0] == layout.release_key(suite):
         # Release.gpg then signs the stale text (or is missing): both go.
         torn += [layout.release_key(suite), layout.release_gpg_key(suite)]
-    else:
-        try:
-            signature = store.get(layout.release_gpg_key(suite)).data
-        except NotFound:
-            signature = b""
-        if not signature or (
-            verifier is not None and not verifier.verify_detached(state.content, signature)
-        ):
-            torn.append(layout.release_gpg_key(suite))
+    elif problem is not None:
+        torn.append(layout.release_gpg_key(suite))
     if state.release.by_hash:
         copies = plain_copies(suite, _stored(state))
         with ThreadPoolExecutor(max_workers=8) as pool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from debops_ci.archive import layout
+from debops_ci.archive.copies import release_copy_problem
 from debops_ci.archive.indexes import PackageEntry, decompress, parse_packages
 from debops_ci.archive.release import (
     ListedFile,
@@ -200,28 +201,17 @@ def verify_suite(
             report.error(
                 "expired", where, f"expired (Valid-Until {valid_until}); run `debops-ci resign`"
             )
-    try:
-        plain_release = store.get(layout.release_key(suite)).data
-        if plain_release != content:
-            report.error(
-                "torn-copy",
-                f"dists/{suite}/Release",
-                "differs from InRelease (stale copy); run `debops-ci repair`",
-            )
-        else:
-            gpg_sig = store.get(layout.release_gpg_key(suite)).data
-            if not verifier.verify_detached(plain_release, gpg_sig):
-                report.error(
-                    "torn-copy",
-                    f"dists/{suite}/Release.gpg",
-                    "does not verify Release; run `debops-ci repair`",
-                )
-    except NotFound:
-        report.error(
-            "torn-copy",
-            f"dists/{suite}/Release",
-            "Release or Release.gpg missing; run `debops-ci repair`",
-        )
+    torn = release_copy_problem(store, suite, content, verifier)
+    if torn is not None:
+        key, how = torn
+        message = {
+            "missing": "Release or Release.gpg missing",
+            "stale": "differs from InRelease (stale copy)",
+            "unsigned": "does not verify Release",
+        }[how]
+        # A missing one is named as Release, as a stale Release is.
+        shown = layout.release_key(suite) if how == "missing" else key
+        report.error("torn-copy", shown, f"{message}; run `debops-ci repair`")
     entries = _check_indexes(archive, suite, release, report)
     report.packages += len(entries)
     if check_files:
