@@ -139,15 +139,7 @@ def test_hostile_descriptions_names_and_filenames_are_text_not_markup() -> None:
 
 
 def test_hostile_suite_summary_is_escaped_on_the_root_page() -> None:
-    summary = SuiteSummary(
-        suite="unstable",
-        date=DAY0,
-        components=("main",),
-        architectures=("amd64",),
-        packages=1,
-        files=1,
-        size=10,
-    )
+    summary = SuiteSummary(suite="unstable", components=("main",), architectures=("amd64",))
     page = render_archive_page([summary], public_url='https://x.example/"><script>')
     dom = parse(page)
     assert len([t for t, _ in dom.tags if t == "script"]) == 1

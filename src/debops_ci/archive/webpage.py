@@ -198,16 +198,12 @@ class RecentUpload:
 
 @dataclass(frozen=True)
 class SuiteSummary:
-    """What a page shows of one suite."""
+    """What the root page shows of one suite: only what changes rarely (the root page
+    is not rewritten by every commit; the suite page has the rest)."""
 
     suite: str
-    date: datetime | None
     components: tuple[str, ...]
     architectures: tuple[str, ...]
-    packages: int | None = None  # distinct names; None: unknown (no page yet)
-    files: int | None = None  # package/version/arch entries
-    size: int | None = None  # bytes of all .deb files
-    recent: tuple[RecentUpload, ...] = ()
     has_page: bool = True
 
 
@@ -435,13 +431,6 @@ def publish_suite_page(
     raise DebopsError(f"{key} kept changing under us: another writer is not taking the suite lock")
 
 
-def read_page_memory(store: Store, suite: str) -> PageMemory:
-    """The current page's data and tag (one GET). A malformed block counts as absent
-    (the page is rewritten)."""
-    data, etag, legacy = _read_pages_data(store, suite)
-    return PageMemory(data, etag, legacy)
-
-
 _MAX_PAGE_BYTES = 256 << 20  # a page this big would be no page we wrote
 
 
@@ -458,25 +447,26 @@ def _plain_page(data: bytes) -> bytes:
     return b"" if inflate.unconsumed_tail else plain
 
 
-def _read_pages_data(store: Store, suite: str) -> tuple[_PagesData | None, str | None, bool]:
+def read_page_memory(store: Store, suite: str) -> PageMemory:
+    """The current page's data and tag (one GET). A malformed block counts as absent
+    (the page is rewritten)."""
     try:
         blob = store.get(suite_page_key(suite))
     except NotFound:
-        return None, None, False  # no page yet (the format-1 data came with one)
+        return PageMemory(None, None)  # no page yet (the format-1 data came with one)
     block = page_data_block(_plain_page(blob.data))
-    etag = blob.etag
     if block is not None:
         try:
-            return _PagesData.from_json(block, suite), etag, False
+            return PageMemory(_PagesData.from_json(block, suite), blob.etag)
         except (ValueError, KeyError, TypeError, IndexError):
-            return None, etag, False
+            return PageMemory(None, blob.etag)
     try:  # a page written before the data moved into it
         legacy = store.get(pages_data_key(suite)).data
-        return _PagesData.from_json(legacy, suite), etag, True
+        return PageMemory(_PagesData.from_json(legacy, suite), blob.etag, legacy=True)
     except NotFound:
-        return None, etag, False
+        return PageMemory(None, blob.etag)
     except (ValueError, KeyError, TypeError, IndexError):
-        return None, etag, True
+        return PageMemory(None, blob.etag, legacy=True)
 
 
 def publish_archive_page(
@@ -495,9 +485,7 @@ def publish_archive_page(
     suites = sorted(
         {s for s in store.list_dirs("dists/") if s and not s.startswith(".")} | set(known)
     )
-    summaries = [
-        SuiteSummary(s, None, *known[s]) if s in known else _describe(store, s) for s in suites
-    ]
+    summaries = [SuiteSummary(s, *known[s]) if s in known else _describe(store, s) for s in suites]
     page = render_archive_page(summaries, public_url=url)
     store.put(layout.INDEX_HTML, page.encode(), content_type=_HTML)
 
@@ -510,13 +498,12 @@ def _describe(store: Store, suite: str) -> SuiteSummary:
         release = parse_release(unverified_clearsigned_content(signed, suite), suite)
         return SuiteSummary(
             suite,
-            None,
             tuple(release.components or ["main"]),
             tuple(release.architectures),
             has_page=has_page,
         )
     except (NotFound, DebopsError):
-        return SuiteSummary(suite, None, ("main",), (), has_page=has_page)
+        return SuiteSummary(suite, ("main",), (), has_page=has_page)
 
 
 def publish_pages(
@@ -973,34 +960,16 @@ def render_archive_page(summaries: Sequence[SuiteSummary], *, public_url: str) -
             if s.has_page
             else _e(s.suite)
         )
-        stats = [f"<li>updated <b>{_date_html(s.date)}</b></li>"] if s.date else []
-        if s.packages is not None and s.files is not None:
-            stats.append(
-                f"<li><b>{_plural(s.packages, 'package')}</b>, {_plural(s.files, 'file')}, "
-                f"{_e(_size(s.size))}</li>"
-            )
-        stats.append(f"<li>components <b>{_e(' '.join(s.components))}</b></li>")
+        stats = [f"<li>components <b>{_e(' '.join(s.components))}</b></li>"]
         if s.architectures:
             stats.append(f"<li>architectures <b>{_e(' '.join(s.architectures))}</b></li>")
-        recent = ""
-        if s.recent:
-            recent = (
-                '<p class="muted">Latest uploads:</p><ul class="recent">'
-                + "".join(
-                    f"<li>{_e(r.package)} <code>{_e(r.version)}</code> ({_e(r.architecture)}), "
-                    f"{_date_html(r.first_seen.date, approximate=not r.first_seen.exact)}</li>"
-                    for r in s.recent[:4]
-                )
-                + "</ul>"
-            )
         note = (
             ""
             if s.has_page
             else '<p class="muted">No package list yet: the next upload to it writes one.</p>'
         )
         cards.append(
-            f'<div class="card"><h3>{title}</h3><ul class="stats">{"".join(stats)}</ul>'
-            f"{recent}{note}</div>"
+            f'<div class="card"><h3>{title}</h3><ul class="stats">{"".join(stats)}</ul>{note}</div>'
         )
         setups.append((s.suite, setup_lines(public_url, s.suite, s.components)))
     listing = (
