@@ -131,8 +131,8 @@ class Archive:
         fresh = [t for t in times if self.clock.time() - t < PROBE_NOTE_SECONDS]
         return max(fresh) if fresh else None
 
-    def root_note(self, suite: str, *, plain_index: bool, legacy_nolock: bool) -> RootNote:
-        """What a commit of `suite` notes on its InRelease (see `rootnote.py`)."""
+    def root_note(self, *, plain_index: bool, legacy_nolock: bool) -> RootNote:
+        """What a commit notes on the InRelease it writes (see `rootnote.py`)."""
         proven = self._probed is not None
         return RootNote(
             plain_index=plain_index,

@@ -216,7 +216,7 @@ def _commit(
     staged = stage_copies(store, suite, release, release_gpg, plain_copies(suite, stored))
     root_key = layout.inrelease_key(suite)
     note = archive.root_note(
-        suite, plain_index=state.writes_plain_index, legacy_nolock=legacy_nolock
+        plain_index=state.writes_plain_index, legacy_nolock=legacy_nolock
     ).to_metadata()
     try:
         try:
@@ -241,18 +241,8 @@ def _commit(
     return date, etag
 
 
-def _repair(
-    archive: Archive, state: SuiteState, pages: PageMemory, *, thorough: bool
-) -> tuple[str, ...]:
-    """Rewrite the copies of a committed root that a dead publisher left torn.
-
-    The suite page, written after every copy, names the root it followed: when that is
-    the root now, no publisher died amid its copies and nothing is asked of the store
-    (`thorough` checks every copy anyway: `repair`, and a command that found one torn).
-    """
-    tag = state.inrelease.etag if state.inrelease is not None else ""
-    if not thorough and pages.copies_done_for(tag):
-        return ()
+def _repair(archive: Archive, state: SuiteState) -> tuple[str, ...]:
+    """Rewrite the copies of a committed root that a dead publisher left torn."""
     torn = torn_copies(archive.store, state, archive.verifier())
     if not torn:
         return ()
@@ -387,14 +377,16 @@ def _run_locked(
         if pages is None:
             pages = read_page_memory(store, suite)
         if state.exists and not repair_done:
-            # First, copies a dead publisher left torn (its page never followed them).
-            # Only ever against the root as it is now: copies "repaired" to a root that
-            # moved would be torn by us.
+            # First, copies a dead publisher left torn. The suite page, written after
+            # every copy, names the root it followed: when that is the root now, none
+            # can be (`check_copies` looks anyway: `repair`, a no-op re-upload).
             tag = state.inrelease.etag if state.inrelease is not None else ""
-            suspect = check_copies or not pages.copies_done_for(tag)
-            if suspect and unchecked and not _root_unmoved(archive, state):
-                continue
-            repaired = _repair(archive, state, pages, thorough=check_copies)
+            if check_copies or not pages.copies_done_for(tag):
+                # Only against the root as it is now: copies "repaired" to a root that
+                # moved would be torn by us.
+                if unchecked and not _root_unmoved(archive, state):
+                    continue
+                repaired = _repair(archive, state)
             repair_done = True
         if components is None:
             return Outcome(commits > 0, attempt, repaired, refreshed, date or state.date, commits)
